@@ -1,0 +1,43 @@
+# Makefile for the plantsync extension (PGXS).
+#
+# The install script is assembled from SQL fragments that live beside the C
+# code of the capability they belong to; the order below is the order in which
+# objects must exist.
+
+EXTENSION = plantsync
+EXTVERSION = 0.1.0
+
+MODULE_big = plantsync
+OBJS = \
+	src/core/plantsync.o \
+	src/core/uuid_v7.o \
+	src/core/config_cache.o \
+	src/state_machine/guard.o \
+	src/ownership/override.o
+
+SQL_FRAGMENTS = \
+	src/core/00_header.sql \
+	src/core/10_core.sql \
+	src/model/20_master_data.sql \
+	src/model/30_execution.sql \
+	src/model/40_inventory.sql \
+	src/model/50_quality.sql \
+	src/model/60_logistics_maintenance.sql \
+	src/state_machine/70_state_machines.sql \
+	src/ownership/80_ownership.sql \
+	src/core/90_guards.sql
+
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(DATA_built)
+
+REGRESS = install model_bad_input state_machine ownership ledger
+REGRESS_OPTS = --load-extension=plantsync
+
+PG_CPPFLAGS = -I$(srcdir)/src/core -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_FRAGMENTS)
+	cat $^ > $@
