@@ -30,7 +30,7 @@ SQL_FRAGMENTS = \
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = $(DATA_built)
 
-REGRESS = install model_bad_input state_machine ownership ledger
+REGRESS = install state_machine ownership ledger model_bad_input
 REGRESS_OPTS = --load-extension=plantsync
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers

@@ -247,14 +247,14 @@ BEGIN
             RETURN NEW;         -- the foreign key reports it
         END IF;
         IF orig.movement_type = 'reversal' THEN
-            RAISE EXCEPTION 'movement "%" is itself a reversal and cannot be reversed', orig.id
+            RAISE EXCEPTION 'movement "%" is itself a reversal and cannot be reversed', orig.external_id
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Post the original movement again instead.';
         END IF;
         IF orig.site_id <> NEW.site_id OR orig.material_id <> NEW.material_id
            OR orig.lot_id IS DISTINCT FROM NEW.lot_id OR orig.serial_id IS DISTINCT FROM NEW.serial_id
            OR orig.quantity <> NEW.quantity OR orig.uom <> NEW.uom THEN
-            RAISE EXCEPTION 'reversal does not match movement "%"', orig.id
+            RAISE EXCEPTION 'reversal does not match movement "%"', orig.external_id
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('A reversal must repeat the site, material, lot, serial, quantity and unit of the movement it reverses (%s %s).', orig.quantity, orig.uom);
         END IF;
@@ -295,7 +295,8 @@ BEGIN
 
     IF NEW.sublot_id IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM plantsync.sublot WHERE id = NEW.sublot_id AND lot_id IS NOT DISTINCT FROM NEW.lot_id) THEN
-        RAISE EXCEPTION 'sublot "%" does not belong to the lot of the movement', NEW.sublot_id
+        RAISE EXCEPTION 'sublot "%" does not belong to the lot of the movement',
+            (SELECT sublot_number FROM plantsync.sublot WHERE id = NEW.sublot_id)
             USING ERRCODE = 'invalid_parameter_value', COLUMN = 'sublot_id';
     END IF;
 
@@ -323,10 +324,14 @@ BEGIN
     END IF;
 
     IF NEW.operation_id IS NOT NULL THEN
-        IF NEW.order_id IS NULL THEN
-            SELECT order_id INTO NEW.order_id FROM plantsync.production_operation WHERE id = NEW.operation_id;
-        ELSIF NOT EXISTS (SELECT 1 FROM plantsync.production_operation WHERE id = NEW.operation_id AND order_id = NEW.order_id) THEN
-            RAISE EXCEPTION 'operation "%" does not belong to order "%"', NEW.operation_id, NEW.order_id
+        SELECT op.order_id, op.operation_number, o.order_number INTO l
+          FROM plantsync.production_operation op JOIN plantsync.production_order o ON o.id = op.order_id
+         WHERE op.id = NEW.operation_id;
+        IF FOUND AND NEW.order_id IS NULL THEN
+            NEW.order_id := l.order_id;
+        ELSIF FOUND AND l.order_id <> NEW.order_id THEN
+            RAISE EXCEPTION 'operation "%" of order "%" does not belong to order "%"', l.operation_number, l.order_number,
+                (SELECT order_number FROM plantsync.production_order WHERE id = NEW.order_id)
                 USING ERRCODE = 'invalid_parameter_value', COLUMN = 'operation_id';
         END IF;
     END IF;

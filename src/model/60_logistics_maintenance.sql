@@ -151,14 +151,19 @@ BEGIN
             END IF;
         END IF;
     WHEN 'inspection_lot' THEN
-        SELECT material_id INTO v_material_id FROM plantsync.lot WHERE id = NEW.lot_id;
+        SELECT l.material_id, l.lot_number, m.material_number INTO other
+          FROM plantsync.lot l JOIN plantsync.material m ON m.id = l.material_id WHERE l.id = NEW.lot_id;
         IF FOUND THEN
-            IF NEW.plan_id IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM plantsync.inspection_plan WHERE id = NEW.plan_id AND material_id = v_material_id) THEN
-                RAISE EXCEPTION 'inspection plan "%" is not a plan for the material of lot "%"', NEW.plan_id, NEW.lot_id
-                    USING ERRCODE = 'invalid_parameter_value', COLUMN = 'plan_id';
+            IF NEW.plan_id IS NOT NULL THEN
+                SELECT p.plan_code, p.material_id, m.material_number INTO mat
+                  FROM plantsync.inspection_plan p JOIN plantsync.material m ON m.id = p.material_id WHERE p.id = NEW.plan_id;
+                IF FOUND AND mat.material_id <> other.material_id THEN
+                    RAISE EXCEPTION 'inspection plan "%" is for material "%", not for material "%" of lot "%"',
+                        mat.plan_code, mat.material_number, other.material_number, other.lot_number
+                        USING ERRCODE = 'invalid_parameter_value', COLUMN = 'plan_id';
+                END IF;
             END IF;
-            PERFORM plantsync.to_base_quantity(v_material_id, NEW.quantity, NEW.uom);
+            PERFORM plantsync.to_base_quantity(other.material_id, NEW.quantity, NEW.uom);
         END IF;
     WHEN 'shipment_line' THEN
         SELECT material_number, serial_tracked, lot_tracked INTO mat FROM plantsync.material WHERE id = NEW.material_id;
@@ -189,24 +194,37 @@ BEGIN
         END IF;
         PERFORM plantsync.to_base_quantity(NEW.material_id, NEW.quantity, NEW.uom);
     WHEN 'production_order' THEN
-        PERFORM plantsync.to_base_quantity(NEW.material_id, NEW.quantity, NEW.uom);
-        IF NEW.bom_id IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM plantsync.bom WHERE id = NEW.bom_id AND material_id = NEW.material_id) THEN
-            RAISE EXCEPTION 'BOM "%" does not produce the material of order "%"', NEW.bom_id, NEW.order_number
-                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'bom_id';
+        SELECT material_number INTO mat FROM plantsync.material WHERE id = NEW.material_id;
+        IF NOT FOUND THEN
+            RETURN NEW;         -- the foreign key reports it
         END IF;
-        IF NEW.routing_id IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM plantsync.routing WHERE id = NEW.routing_id AND material_id = NEW.material_id) THEN
-            RAISE EXCEPTION 'routing "%" does not make the material of order "%"', NEW.routing_id, NEW.order_number
-                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'routing_id';
+        PERFORM plantsync.to_base_quantity(NEW.material_id, NEW.quantity, NEW.uom);
+        IF NEW.bom_id IS NOT NULL THEN
+            SELECT m.material_number, b.alternative, b.material_id INTO other
+              FROM plantsync.bom b JOIN plantsync.material m ON m.id = b.material_id WHERE b.id = NEW.bom_id;
+            IF FOUND AND other.material_id <> NEW.material_id THEN
+                RAISE EXCEPTION 'BOM % of material "%" cannot be used for order "%" of material "%"',
+                    other.alternative, other.material_number, NEW.order_number, mat.material_number
+                    USING ERRCODE = 'invalid_parameter_value', COLUMN = 'bom_id';
+            END IF;
+        END IF;
+        IF NEW.routing_id IS NOT NULL THEN
+            SELECT m.material_number, r.alternative, r.material_id INTO other
+              FROM plantsync.routing r JOIN plantsync.material m ON m.id = r.material_id WHERE r.id = NEW.routing_id;
+            IF FOUND AND other.material_id <> NEW.material_id THEN
+                RAISE EXCEPTION 'routing % of material "%" cannot be used for order "%" of material "%"',
+                    other.alternative, other.material_number, NEW.order_number, mat.material_number
+                    USING ERRCODE = 'invalid_parameter_value', COLUMN = 'routing_id';
+            END IF;
         END IF;
     WHEN 'production_confirmation' THEN
-        SELECT o.material_id, o.uom INTO other
+        SELECT o.material_id, o.order_number, op.operation_number, op.order_id INTO other
           FROM plantsync.production_operation op JOIN plantsync.production_order o ON o.id = op.order_id
          WHERE op.id = NEW.operation_id;
         IF FOUND THEN
-            IF NOT EXISTS (SELECT 1 FROM plantsync.production_operation WHERE id = NEW.operation_id AND order_id = NEW.order_id) THEN
-                RAISE EXCEPTION 'operation "%" does not belong to order "%"', NEW.operation_id, NEW.order_id
+            IF other.order_id <> NEW.order_id THEN
+                RAISE EXCEPTION 'operation "%" of order "%" does not belong to order "%"', other.operation_number, other.order_number,
+                    (SELECT order_number FROM plantsync.production_order WHERE id = NEW.order_id)
                     USING ERRCODE = 'invalid_parameter_value', COLUMN = 'operation_id';
             END IF;
             PERFORM plantsync.to_base_quantity(other.material_id, NEW.yield_quantity + NEW.scrap_quantity + NEW.rework_quantity, NEW.uom);

@@ -104,12 +104,24 @@ find_transition(PsEntity *e, const char *from, const char *to)
 }
 
 static void
+refuse_null_state(PsEntity *e, const char *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("column \"%s\" of %s \"%s\" cannot be null",
+					e->state_column, NameStr(e->entity), key),
+			 errdetail("It holds the state of the %s state machine.", e->machine)));
+}
+
+static void
 check_initial_state(PsEntity *e, const char *key, const char *state)
 {
 	bool		is_initial = false;
 	StringInfoData allowed;
 	int			i;
 
+	if (state == NULL)
+		refuse_null_state(e, key);
 	if (state != NULL && state_exists(e, state, &is_initial) && is_initial)
 		return;
 
@@ -121,7 +133,7 @@ check_initial_state(PsEntity *e, const char *key, const char *state)
 	ereport(ERROR,
 			(errcode(ERRCODE_PLANTSYNC_INVALID_INITIAL_STATE),
 			 errmsg("invalid initial state \"%s\" for %s \"%s\"",
-					state ? state : "(null)", NameStr(e->entity), key),
+					state, NameStr(e->entity), key),
 			 errdetail("A new %s starts in one of these states: %s.",
 					   NameStr(e->entity), allowed.data)));
 }
@@ -129,10 +141,13 @@ check_initial_state(PsEntity *e, const char *key, const char *state)
 static PsTransition *
 check_transition(PsEntity *e, const char *key, const char *from, const char *to)
 {
-	PsTransition *t = (to != NULL) ? find_transition(e, from, to) : NULL;
+	PsTransition *t;
 	StringInfoData allowed;
 	int			i;
 
+	if (to == NULL)
+		refuse_null_state(e, key);
+	t = find_transition(e, from, to);
 	if (t != NULL)
 		return t;
 
@@ -145,12 +160,12 @@ check_transition(PsEntity *e, const char *key, const char *from, const char *to)
 		ereport(ERROR,
 				(errcode(ERRCODE_PLANTSYNC_INVALID_TRANSITION),
 				 errmsg("invalid transition of %s \"%s\" from \"%s\" to \"%s\"",
-						NameStr(e->entity), key, from, to ? to : "(null)"),
+						NameStr(e->entity), key, from, to),
 				 errdetail("\"%s\" is a final state: no transition leaves it.", from)));
 	ereport(ERROR,
 			(errcode(ERRCODE_PLANTSYNC_INVALID_TRANSITION),
 			 errmsg("invalid transition of %s \"%s\" from \"%s\" to \"%s\"",
-					NameStr(e->entity), key, from, to ? to : "(null)"),
+					NameStr(e->entity), key, from, to),
 			 errdetail("Allowed next states from \"%s\": %s.", from, allowed.data),
 			 errhint("Transitions are rows of plantsync.state_transition (machine \"%s\").",
 					 e->machine)));
@@ -309,6 +324,8 @@ plantsync_guard(PG_FUNCTION_ARGS)
 	Violation  *violations;
 	int			nv = 0;
 	int			i;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -321,6 +338,18 @@ plantsync_guard(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
+
+	/*
+	 * The configuration and the history tables are read and written with
+	 * the rights of the table's owner (the extension's owner), as foreign
+	 * key triggers do: writers need no rights on them, and so cannot forge
+	 * history. Who acted is taken from GetOuterUserId(), which this switch
+	 * does not change.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
 	e = plantsync_lookup_entity(RelationGetRelationName(rel));
 	if (e == NULL)
 		ereport(ERROR,
@@ -449,6 +478,8 @@ plantsync_guard(PG_FUNCTION_ARGS)
 			record_state_change(e, keytuple, desc, key, old_state, new_state, system);
 		SPI_finish();
 	}
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	rettuple = newtuple ? newtuple : oldtuple;
 	if (oldtuple != NULL && newtuple != NULL && e->updated_at_attnum != InvalidAttrNumber)

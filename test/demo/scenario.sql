@@ -1,0 +1,1 @@
+CREATE EXTENSION plantsync; SELECT 'demo placeholder';
