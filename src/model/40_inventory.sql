@@ -181,7 +181,7 @@ COMMENT ON COLUMN plantsync.material_movement.reason IS 'Why (scrap reason, reve
 
 CREATE FUNCTION plantsync.to_base_quantity(p_material_id uuid, p_quantity numeric, p_uom text)
 RETURNS numeric
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -238,7 +238,13 @@ BEGIN
     SELECT id, material_number, lot_tracked, serial_tracked, base_uom INTO mat
       FROM plantsync.material WHERE id = NEW.material_id AND site_id = NEW.site_id;
     IF NOT FOUND THEN
-        RETURN NEW;             -- the foreign key reports it
+        -- base_quantity cannot be computed, and NOT NULL would fire before
+        -- the foreign key: say what is really wrong.
+        IF NEW.material_id IS NOT NULL THEN
+            RAISE EXCEPTION 'material "%" does not exist at site "%"', NEW.material_id, NEW.site_id
+                USING ERRCODE = 'foreign_key_violation', COLUMN = 'material_id';
+        END IF;
+        RETURN NEW;
     END IF;
 
     IF NEW.movement_type = 'reversal' THEN
