@@ -43,6 +43,20 @@ typedef struct Violation
 	const char *owner;
 } Violation;
 
+/* A plan kept for the life of the backend, for the history inserts. */
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "plantsync: could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "plantsync: could not keep the plan of \"%s\"", sql);
+	return plan;
+}
+
 static char *
 column_text(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
 {
@@ -186,17 +200,11 @@ record_state_change(PsEntity *e, HeapTuple tuple, TupleDesc desc,
 	{
 		Oid			types[10] = {TEXTOID, TEXTOID, UUIDOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, NAMEOID, TEXTOID, TEXTOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("INSERT INTO plantsync.state_change (site_id, entity, entity_id, entity_key, "
-						   "state_column, from_state, to_state, changed_by, source_system, reason) "
-						   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, types);
-		if (plan == NULL)
-			elog(ERROR, "plantsync: could not prepare state change insert: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "plantsync: could not keep state change plan");
-		state_change_plan = plan;
+		state_change_plan =
+			prepare_kept("INSERT INTO plantsync.state_change (site_id, entity, entity_id, entity_key, "
+						 "state_column, from_state, to_state, changed_by, source_system, reason) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, types);
 	}
 
 	if (reason != NULL && reason[0] == '\0')
@@ -235,17 +243,11 @@ record_override(PsEntity *e, HeapTuple tuple, TupleDesc desc, const char *key,
 	{
 		Oid			types[10] = {TEXTOID, TEXTOID, UUIDOID, TEXTOID, TEXTOID,
 		TEXTARRAYOID, TEXTARRAYOID, TEXTOID, NAMEOID, TEXTOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("INSERT INTO plantsync.ownership_override (site_id, entity, entity_id, entity_key, "
-						   "operation, columns, owners, source_system, overridden_by, reason) "
-						   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, types);
-		if (plan == NULL)
-			elog(ERROR, "plantsync: could not prepare override insert: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "plantsync: could not keep override plan");
-		override_plan = plan;
+		override_plan =
+			prepare_kept("INSERT INTO plantsync.ownership_override (site_id, entity, entity_id, entity_key, "
+						 "operation, columns, owners, source_system, overridden_by, reason) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, types);
 	}
 
 	for (i = 0; i < nv; i++)
