@@ -13,7 +13,8 @@ OBJS = \
 	src/core/uuid_v7.o \
 	src/core/config_cache.o \
 	src/state_machine/guard.o \
-	src/ownership/override.o
+	src/ownership/override.o \
+	src/outbox/outbox.o
 
 SQL_FRAGMENTS = \
 	src/core/00_header.sql \
@@ -25,12 +26,13 @@ SQL_FRAGMENTS = \
 	src/model/60_logistics_maintenance.sql \
 	src/state_machine/70_state_machines.sql \
 	src/ownership/80_ownership.sql \
+	src/outbox/85_outbox.sql \
 	src/core/90_guards.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = $(DATA_built)
 
-REGRESS = install state_machine ownership ledger model_bad_input
+REGRESS = install state_machine ownership ledger model_bad_input outbox
 REGRESS_OPTS = --load-extension=plantsync
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers

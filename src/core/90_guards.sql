@@ -29,6 +29,7 @@ UPDATE plantsync.state SET builtin = true;
 UPDATE plantsync.state_transition SET builtin = true;
 UPDATE plantsync.entity SET builtin = true;
 UPDATE plantsync.column_owner SET builtin = true;
+UPDATE plantsync.event_source SET builtin = true;
 
 DO $$
 DECLARE
@@ -55,6 +56,27 @@ CREATE TRIGGER plantsync_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUN
     FOR EACH STATEMENT EXECUTE FUNCTION plantsync.config_changed();
 CREATE TRIGGER plantsync_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON plantsync.system_role
     FOR EACH STATEMENT EXECUTE FUNCTION plantsync.config_changed();
+CREATE TRIGGER plantsync_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON plantsync.event_source
+    FOR EACH STATEMENT EXECUTE FUNCTION plantsync.config_changed();
+
+-- The outbox trigger: AFTER, so it sees the row as stored; on UPDATE only
+-- when the state column is named, since only state changes are events.
+DO $$
+DECLARE
+    s record;
+BEGIN
+    FOR s IN SELECT es.entity, e.state_column FROM plantsync.event_source es JOIN plantsync.entity e USING (entity)
+              ORDER BY es.entity LOOP
+        IF s.state_column IS NULL THEN
+            EXECUTE format('CREATE TRIGGER plantsync_outbox AFTER INSERT ON plantsync.%I
+                                FOR EACH ROW EXECUTE FUNCTION plantsync.outbox()', s.entity);
+        ELSE
+            EXECUTE format('CREATE TRIGGER plantsync_outbox AFTER INSERT OR UPDATE OF %I ON plantsync.%I
+                                FOR EACH ROW EXECUTE FUNCTION plantsync.outbox()', s.state_column, s.entity);
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- pg_dump skips the tables of an extension unless told otherwise: the plant's
 -- data is dumped whole, the configuration tables only with the rows a plant

@@ -17,6 +17,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -41,6 +42,7 @@ typedef struct PsSystemRole
 static MemoryContext config_context = NULL;
 static HTAB *entity_hash = NULL;
 static bool config_valid = false;
+static uint64 config_generation = 0;
 static int	n_system_roles = 0;
 static PsSystemRole *system_roles = NULL;
 
@@ -142,7 +144,7 @@ load_config(void)
 	uint64		i;
 	Oid			nspid;
 	static const char *const config_tables[] = {
-		"entity", "column_owner", "state", "state_transition", "system_role", NULL
+		"entity", "column_owner", "state", "state_transition", "system_role", "event_source", NULL
 	};
 	int			t;
 
@@ -160,6 +162,7 @@ load_config(void)
 
 	/* valid from here on unless an invalidation arrives while loading */
 	config_valid = true;
+	config_generation++;
 
 	nspid = get_namespace_oid("plantsync", false);
 	for (t = 0; config_tables[t] != NULL; t++)
@@ -175,8 +178,8 @@ load_config(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "plantsync: SPI_connect failed");
 
-	run_query("SELECT entity::text, owner_system, key_column::text, state_column::text, machine, append_only "
-			  "FROM plantsync.entity");
+	run_query("SELECT entity::text, owner_system, key_column::text, state_column::text, machine, append_only, "
+			  "record_history FROM plantsync.entity");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -195,6 +198,7 @@ load_config(void)
 		e->state_column = copy_text(tup, desc, 4);
 		e->machine = copy_text(tup, desc, 5);
 		e->append_only = get_bool(tup, desc, 6);
+		e->record_history = get_bool(tup, desc, 7);
 		e->relid = InvalidOid;
 	}
 
@@ -270,6 +274,34 @@ load_config(void)
 	}
 
 	SPI_finish();
+}
+
+/*
+ * Counts configuration loads, so that caches built on top of this one (the
+ * outbox's statements) know when to rebuild.
+ */
+uint64
+plantsync_config_generation(void)
+{
+	if (!config_valid || entity_hash == NULL)
+		load_config();
+	return config_generation;
+}
+
+/*
+ * Partitions of a governed table answer to the table's own name.
+ */
+PsEntity *
+plantsync_lookup_entity_rel(Relation rel)
+{
+	if (rel->rd_rel->relispartition)
+	{
+		List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+		char	   *root = get_rel_name(llast_oid(ancestors));
+
+		return plantsync_lookup_entity(root);
+	}
+	return plantsync_lookup_entity(RelationGetRelationName(rel));
 }
 
 PsEntity *

@@ -21,6 +21,34 @@ void		_PG_init(void);
 
 int			plantsync_source_system = PS_SYSTEM_HUB;
 char	   *plantsync_change_reason = NULL;
+char	   *plantsync_correlation_id = NULL;
+char	   *plantsync_causation_id = NULL;
+bool		plantsync_emit_wal_messages = false;
+
+/* Correlation and causation ids are UUIDs or empty. */
+static bool
+check_uuid_setting(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+	int			digits = 0;
+
+	if (p == NULL || *p == '\0')
+		return true;
+	for (; *p; p++)
+	{
+		if (isxdigit((unsigned char) *p))
+			digits++;
+		else if (*p != '-')
+			break;
+	}
+	if (*p != '\0' || digits != 32)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errdetail("The value must be a UUID, such as the id of the message or event being handled.");
+		return false;
+	}
+	return true;
+}
 
 static const struct config_enum_entry source_system_options[] = {
 	{"erp", PS_SYSTEM_ERP, false},
@@ -84,6 +112,35 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("plantsync.correlation_id",
+							   "Sets the correlation id of the events this session writes.",
+							   "Events about a production order are correlated by the order; "
+							   "set this, with SET LOCAL, to tie other events to a business transaction.",
+							   &plantsync_correlation_id,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_uuid_setting, NULL, NULL);
+
+	DefineCustomStringVariable("plantsync.causation_id",
+							   "Sets the causation id of the events this session writes.",
+							   "The id of the inbound message or event that caused the change; set it with SET LOCAL.",
+							   &plantsync_causation_id,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_uuid_setting, NULL, NULL);
+
+	DefineCustomBoolVariable("plantsync.emit_wal_messages",
+							 "Also writes each outbox event into the WAL as a logical decoding message.",
+							 "CDC consumers (Debezium, pg_recvlogical) then receive events without polling; "
+							 "the message prefix is \"plantsync\" and the content the event as JSON.",
+							 &plantsync_emit_wal_messages,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("plantsync");

@@ -28,6 +28,9 @@
 /* Settings (plantsync.c) */
 extern int	plantsync_source_system;
 extern char *plantsync_change_reason;
+extern char *plantsync_correlation_id;
+extern char *plantsync_causation_id;
+extern bool plantsync_emit_wal_messages;
 
 /* Values of plantsync.source_system; the names are the system codes. */
 typedef enum PlantsyncSystem
@@ -39,6 +42,10 @@ typedef enum PlantsyncSystem
 } PlantsyncSystem;
 
 extern const char *plantsync_system_name(int system);
+
+/* Time-ordered UUIDs (uuid_v7.c) */
+struct pg_uuid_t;
+extern void plantsync_new_uuid_v7(struct pg_uuid_t *uuid);
 
 /* Ownership override of the current transaction (ownership/override.c) */
 extern const char *plantsync_override_reason(void);
@@ -77,6 +84,7 @@ typedef struct PsEntity
 	char	   *state_column;	/* NULL when there is no state machine */
 	char	   *machine;
 	bool		append_only;
+	bool		record_history;
 	int			n_column_owners;
 	PsColumnOwner *column_owners;
 	int			n_states;
@@ -96,6 +104,8 @@ typedef struct PsEntity
 } PsEntity;
 
 extern PsEntity *plantsync_lookup_entity(const char *relname);
+extern PsEntity *plantsync_lookup_entity_rel(Relation rel);
+extern uint64 plantsync_config_generation(void);
 extern bool plantsync_system_allowed(const char *system, Oid roleid);
 extern void plantsync_resolve_entity(PsEntity *entity, Relation rel);
 extern void plantsync_config_cache_init(void);

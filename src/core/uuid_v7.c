@@ -15,6 +15,8 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "plantsync.h"
+
 PG_FUNCTION_INFO_V1(plantsync_uuid_v7);
 
 /*
@@ -22,11 +24,10 @@ PG_FUNCTION_INFO_V1(plantsync_uuid_v7);
  * fraction (RFC 9562 method 3), so UUIDs made by one backend are strictly
  * increasing even within a millisecond; the remaining 62 bits are random.
  */
-Datum
-plantsync_uuid_v7(PG_FUNCTION_ARGS)
+void
+plantsync_new_uuid_v7(pg_uuid_t *uuid)
 {
 	static uint64 last_us = 0;
-	pg_uuid_t  *uuid = palloc(UUID_LEN);
 	uint64		unix_us;
 	uint64		unix_ms;
 	uint32		rand_a;
@@ -55,6 +56,13 @@ plantsync_uuid_v7(PG_FUNCTION_ARGS)
 	uuid->data[6] = (unsigned char) (0x70 | (rand_a >> 8));
 	uuid->data[7] = (unsigned char) (rand_a & 0xFF);
 	uuid->data[8] = (unsigned char) (0x80 | (uuid->data[8] & 0x3F));
+}
 
+Datum
+plantsync_uuid_v7(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *uuid = palloc(UUID_LEN);
+
+	plantsync_new_uuid_v7(uuid);
 	PG_RETURN_UUID_P(uuid);
 }

@@ -11,6 +11,7 @@ CREATE TABLE plantsync.entity (
     state_column name,
     machine text REFERENCES plantsync.state_machine,
     append_only boolean NOT NULL DEFAULT false,
+    record_history boolean NOT NULL DEFAULT true,
     description text NOT NULL DEFAULT '',
     CONSTRAINT entity_state_column_has_machine CHECK ((state_column IS NULL) = (machine IS NULL)),
     builtin boolean NOT NULL DEFAULT false
@@ -23,6 +24,7 @@ COMMENT ON COLUMN plantsync.entity.key_column IS 'Column holding the business ke
 COMMENT ON COLUMN plantsync.entity.state_column IS 'Column holding the state, for entities with a state machine.';
 COMMENT ON COLUMN plantsync.entity.machine IS 'State machine enforced on state_column.';
 COMMENT ON COLUMN plantsync.entity.append_only IS 'True for ledgers: UPDATE and DELETE are refused; corrections are new rows.';
+COMMENT ON COLUMN plantsync.entity.record_history IS 'Whether state changes are recorded in plantsync.state_change (off for deliveries, whose attempts are their history).';
 COMMENT ON COLUMN plantsync.entity.description IS 'What the entity is.';
 
 CREATE TABLE plantsync.column_owner (

@@ -352,7 +352,7 @@ plantsync_guard(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
-	e = plantsync_lookup_entity(RelationGetRelationName(rel));
+	e = plantsync_lookup_entity_rel(rel);
 	if (e == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -466,7 +466,7 @@ plantsync_guard(PG_FUNCTION_ARGS)
 		}
 	}
 
-	if (nv > 0 || state_changed)
+	if (nv > 0 || (state_changed && e->record_history))
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "plantsync: SPI_connect failed");
@@ -476,7 +476,7 @@ plantsync_guard(PG_FUNCTION_ARGS)
 				refuse_not_owner(e, key, operation, violations, nv, system);
 			record_override(e, keytuple, desc, key, operation, violations, nv, system);
 		}
-		if (state_changed)
+		if (state_changed && e->record_history)
 			record_state_change(e, keytuple, desc, key, old_state, new_state, system);
 		SPI_finish();
 	}

@@ -15,8 +15,8 @@ DECLARE
 BEGIN
     FOREACH sys IN ARRAY ARRAY['erp', 'mes', 'qms', 'hub'] LOOP
         PERFORM set_config('plantsync.source_system', sys, true);
-        IF sys = owner THEN
-            RETURN NEXT throws_ok(stmt, '23502', NULL, format('%s: owner %s passes the guard', p_entity, sys));
+        IF owner IS NULL OR sys = owner THEN
+            RETURN NEXT throws_ok(stmt, '23502', NULL, format('%s: %s passes the guard (owner %s)', p_entity, sys, coalesce(owner, 'any')));
         ELSE
             RETURN NEXT throws_ok(stmt, 'PS003', NULL, format('%s: %s may not create it', p_entity, sys));
         END IF;

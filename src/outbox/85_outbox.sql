@@ -1,0 +1,690 @@
+-- The transactional outbox: C triggers (outbox.c) turn every state change
+-- and every ledger write of the canonical tables into an event in the same
+-- transaction, and fan each event out to the routes it matches as
+-- deliveries. Events and deliveries are partitioned by day so that old,
+-- fully delivered data leaves by dropping a partition.
+
+CREATE TABLE plantsync.event_source (
+    entity name PRIMARY KEY REFERENCES plantsync.entity ON DELETE CASCADE,
+    emit_insert text,
+    emit_state_changes boolean NOT NULL DEFAULT true,
+    aggregate_columns name[] NOT NULL,
+    aggregate_types text[] NOT NULL,
+    order_column name,
+    lot_column name,
+    line_column name,
+    builtin boolean NOT NULL DEFAULT false,
+    CONSTRAINT event_source_aggregates_match CHECK (
+        cardinality(aggregate_columns) >= 1 AND cardinality(aggregate_columns) = cardinality(aggregate_types)),
+    CONSTRAINT event_source_insert_name CHECK (emit_insert ~ '^[a-z][a-z0-9_]*$')
+);
+COMMENT ON TABLE plantsync.event_source IS 'Which changes of a canonical entity become events, and how an event finds its aggregate (for ordering) and its business context (order, lot, line).';
+COMMENT ON COLUMN plantsync.event_source.entity IS 'Entity (table name).';
+COMMENT ON COLUMN plantsync.event_source.emit_insert IS 'For entities without a state machine: the event name of an inserted row (type <entity>.<emit_insert>, e.g. material_movement.recorded); NULL for none.';
+COMMENT ON COLUMN plantsync.event_source.emit_state_changes IS 'Whether each state change (and each new row, in its initial state) becomes an event of type <entity>.<new state>.';
+COMMENT ON COLUMN plantsync.event_source.aggregate_columns IS 'Columns naming the aggregate the event belongs to, first non-NULL wins; events of one aggregate are numbered in commit order.';
+COMMENT ON COLUMN plantsync.event_source.aggregate_types IS 'Aggregate type for each of aggregate_columns.';
+COMMENT ON COLUMN plantsync.event_source.order_column IS 'Column holding the production order (its id), for the envelope''s order number and the correlation id.';
+COMMENT ON COLUMN plantsync.event_source.lot_column IS 'Column holding the lot (its id), for the envelope''s lot number.';
+COMMENT ON COLUMN plantsync.event_source.line_column IS 'Column holding the production line or equipment (its id), for the envelope''s line.';
+COMMENT ON COLUMN plantsync.event_source.builtin IS 'True for rows installed by the extension; pg_dump keeps only the rows a plant added.';
+
+INSERT INTO plantsync.event_source (entity, emit_insert, aggregate_columns, aggregate_types, order_column, lot_column, line_column) VALUES
+    ('production_order', NULL, '{id}', '{production_order}', 'id', NULL, 'line_id'),
+    ('production_operation', NULL, '{order_id}', '{production_order}', 'order_id', NULL, 'work_center_id'),
+    ('production_confirmation', 'recorded', '{order_id}', '{production_order}', 'order_id', NULL, NULL),
+    ('downtime_event', 'recorded', '{equipment_id}', '{equipment}', 'order_id', NULL, 'equipment_id'),
+    ('lot', NULL, '{id}', '{lot}', 'production_order_id', 'id', NULL),
+    ('serial', NULL, '{lot_id,id}', '{lot,serial}', 'production_order_id', 'lot_id', NULL),
+    ('material_movement', 'recorded', '{lot_id,order_id,material_id}', '{lot,production_order,material}', 'order_id', 'lot_id', NULL),
+    ('inspection_lot', NULL, '{lot_id}', '{lot}', 'production_order_id', 'lot_id', NULL),
+    ('inspection_result', 'recorded', '{inspection_lot_id}', '{inspection_lot}', NULL, NULL, NULL),
+    ('usage_decision', 'recorded', '{inspection_lot_id}', '{inspection_lot}', NULL, NULL, NULL),
+    ('nonconformance', NULL, '{id}', '{nonconformance}', 'production_order_id', 'lot_id', NULL),
+    ('capa_action', NULL, '{nonconformance_id}', '{nonconformance}', NULL, NULL, NULL),
+    ('shipment', NULL, '{id}', '{shipment}', NULL, NULL, NULL),
+    ('shipment_line', 'recorded', '{shipment_id}', '{shipment}', NULL, 'lot_id', NULL),
+    ('maintenance_trigger', 'raised', '{equipment_id}', '{equipment}', NULL, NULL, 'equipment_id');
+
+CREATE TABLE plantsync.aggregate_sequence (
+    aggregate_type text NOT NULL,
+    aggregate_id uuid NOT NULL,
+    last_seq bigint NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id)
+);
+COMMENT ON TABLE plantsync.aggregate_sequence IS 'Last event sequence number per aggregate. Taking the next number locks the row until commit, so per-aggregate sequence order is commit order, also under concurrent writers.';
+COMMENT ON COLUMN plantsync.aggregate_sequence.aggregate_type IS 'Aggregate type, e.g. production_order, lot.';
+COMMENT ON COLUMN plantsync.aggregate_sequence.aggregate_id IS 'Key of the aggregate.';
+COMMENT ON COLUMN plantsync.aggregate_sequence.last_seq IS 'Sequence number of its latest event.';
+
+CREATE TABLE plantsync.event (
+    id uuid NOT NULL DEFAULT plantsync.uuid_v7(),
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    type text NOT NULL,
+    source text NOT NULL,
+    subject text NOT NULL,
+    time timestamptz NOT NULL DEFAULT clock_timestamp(),
+    specversion text NOT NULL DEFAULT '1.0',
+    datacontenttype text NOT NULL DEFAULT 'application/json',
+    dataschema text,
+    data jsonb NOT NULL,
+    correlation_id uuid NOT NULL,
+    causation_id uuid,
+    source_system text NOT NULL,
+    site_id text,
+    line_code text,
+    order_number text,
+    lot_number text,
+    entity text NOT NULL,
+    entity_id uuid NOT NULL,
+    from_state text,
+    to_state text,
+    aggregate_type text NOT NULL,
+    aggregate_id uuid NOT NULL,
+    aggregate_seq bigint NOT NULL,
+    transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    PRIMARY KEY (id, recorded_at)
+) PARTITION BY RANGE (recorded_at);
+CREATE INDEX event_aggregate_idx ON plantsync.event (aggregate_type, aggregate_id, aggregate_seq);
+CREATE INDEX event_correlation_idx ON plantsync.event (correlation_id, recorded_at);
+CREATE INDEX event_id_idx ON plantsync.event (id);
+COMMENT ON TABLE plantsync.event IS 'The outbox: one CloudEvents 1.0 event per state change or ledger write, written in the same transaction as the change. Partitioned by day on recorded_at.';
+COMMENT ON COLUMN plantsync.event.id IS 'CloudEvents id (time-ordered UUID).';
+COMMENT ON COLUMN plantsync.event.recorded_at IS 'Start of the transaction that wrote the event; the partition key.';
+COMMENT ON COLUMN plantsync.event.type IS 'CloudEvents type: <entity>.<new state> for state changes (production_order.released, lot.restricted, inspection_lot.accepted), <entity>.<verb> for ledger writes (material_movement.recorded). plantsync.event_type lists them all.';
+COMMENT ON COLUMN plantsync.event.source IS 'CloudEvents source: /plantsync/sites/<site>.';
+COMMENT ON COLUMN plantsync.event.subject IS 'CloudEvents subject: <entity>/<business key>, e.g. production_order/PO-1001.';
+COMMENT ON COLUMN plantsync.event.time IS 'CloudEvents time: when the change was made.';
+COMMENT ON COLUMN plantsync.event.specversion IS 'CloudEvents specversion, 1.0.';
+COMMENT ON COLUMN plantsync.event.datacontenttype IS 'CloudEvents datacontenttype, application/json.';
+COMMENT ON COLUMN plantsync.event.dataschema IS 'CloudEvents dataschema: the contract the data follows, when one is registered.';
+COMMENT ON COLUMN plantsync.event.data IS 'The changed row as JSON (the canonical payload).';
+COMMENT ON COLUMN plantsync.event.correlation_id IS 'Business transaction the event belongs to: the production order''s id for everything about an order, else plantsync.correlation_id, else the event''s own id.';
+COMMENT ON COLUMN plantsync.event.causation_id IS 'Id of the message or event that caused this one (setting plantsync.causation_id), if any.';
+COMMENT ON COLUMN plantsync.event.source_system IS 'System the writing session wrote for.';
+COMMENT ON COLUMN plantsync.event.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.event.line_code IS 'Production line or equipment code, when the change names one.';
+COMMENT ON COLUMN plantsync.event.order_number IS 'Production order number, when the change concerns an order.';
+COMMENT ON COLUMN plantsync.event.lot_number IS 'Lot number, when the change concerns a lot.';
+COMMENT ON COLUMN plantsync.event.entity IS 'Entity (table) that changed.';
+COMMENT ON COLUMN plantsync.event.entity_id IS 'Key of the row that changed.';
+COMMENT ON COLUMN plantsync.event.from_state IS 'State before, for state changes of existing rows.';
+COMMENT ON COLUMN plantsync.event.to_state IS 'State after, for state changes.';
+COMMENT ON COLUMN plantsync.event.aggregate_type IS 'Aggregate the event is ordered within (production_order, lot, ...).';
+COMMENT ON COLUMN plantsync.event.aggregate_id IS 'Key of the aggregate.';
+COMMENT ON COLUMN plantsync.event.aggregate_seq IS 'Position of the event in its aggregate: 1, 2, 3... in commit order.';
+COMMENT ON COLUMN plantsync.event.transaction_id IS 'Transaction that wrote the event.';
+
+CREATE TABLE plantsync.endpoint (
+    endpoint_id text PRIMARY KEY
+        CONSTRAINT endpoint_id_format CHECK (endpoint_id ~ '^[a-z][a-z0-9_-]*$'),
+    system_code text NOT NULL REFERENCES plantsync.source_system,
+    description text NOT NULL DEFAULT '',
+    base_url text NOT NULL
+        CONSTRAINT endpoint_base_url_scheme CHECK (base_url ~ '^https?://'),
+    enabled boolean NOT NULL DEFAULT true,
+    disabled_reason text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE plantsync.endpoint IS 'Targets events are delivered to: an ERP, QMS, planning or maintenance API.';
+COMMENT ON COLUMN plantsync.endpoint.endpoint_id IS 'Name of the endpoint, e.g. erp, qms, warehouse.';
+COMMENT ON COLUMN plantsync.endpoint.system_code IS 'System behind the endpoint.';
+COMMENT ON COLUMN plantsync.endpoint.description IS 'What the endpoint is.';
+COMMENT ON COLUMN plantsync.endpoint.base_url IS 'Base URL (http or https).';
+COMMENT ON COLUMN plantsync.endpoint.enabled IS 'Whether deliveries to it are sent; while disabled they wait, nothing is lost.';
+COMMENT ON COLUMN plantsync.endpoint.disabled_reason IS 'Why it was disabled.';
+COMMENT ON COLUMN plantsync.endpoint.created_at IS 'When it was configured.';
+
+CREATE TABLE plantsync.route (
+    route_id text PRIMARY KEY
+        CONSTRAINT route_id_format CHECK (route_id ~ '^[a-z][a-z0-9_-]*$'),
+    event_type_pattern text NOT NULL
+        CONSTRAINT route_pattern_format CHECK (event_type_pattern ~ '^[a-z0-9_.*]+$'),
+    event_type_like text GENERATED ALWAYS AS (replace(replace(event_type_pattern, '_', '\_'), '*', '%')) STORED,
+    filter jsonpath,
+    endpoint_id text NOT NULL REFERENCES plantsync.endpoint,
+    transform regproc,
+    mode text NOT NULL DEFAULT 'realtime'
+        CONSTRAINT route_mode_check CHECK (mode IN ('realtime', 'batched', 'reconcile_only')),
+    batch_window_ms integer
+        CONSTRAINT route_batch_window_positive CHECK (batch_window_ms > 0),
+    batch_max_size integer
+        CONSTRAINT route_batch_max_size_positive CHECK (batch_max_size > 0),
+    enabled boolean NOT NULL DEFAULT true,
+    description text NOT NULL DEFAULT '',
+    CONSTRAINT route_batch_settings CHECK ((mode = 'batched') = (batch_window_ms IS NOT NULL AND batch_max_size IS NOT NULL))
+);
+CREATE INDEX route_enabled_idx ON plantsync.route (event_type_like) WHERE enabled;
+COMMENT ON TABLE plantsync.route IS 'Routes: which events go to which endpoint, how (real-time, batched, reconcile-only) and in what shape (transform). One event can match several routes: each match is one delivery.';
+COMMENT ON COLUMN plantsync.route.route_id IS 'Name of the route.';
+COMMENT ON COLUMN plantsync.route.event_type_pattern IS 'Event types the route takes; * matches any characters, e.g. production_order.* or *.released.';
+COMMENT ON COLUMN plantsync.route.event_type_like IS 'The pattern as a LIKE pattern (derived).';
+COMMENT ON COLUMN plantsync.route.filter IS 'Optional jsonpath predicate on the event data, e.g. $.material_type == "finished".';
+COMMENT ON COLUMN plantsync.route.endpoint_id IS 'Endpoint the deliveries go to.';
+COMMENT ON COLUMN plantsync.route.transform IS 'SQL function (plantsync.event) -> jsonb building the request body; NULL sends the event itself.';
+COMMENT ON COLUMN plantsync.route.mode IS 'realtime: one request per event; batched: one request per batch (window or size, whichever first); reconcile_only: recorded, never sent.';
+COMMENT ON COLUMN plantsync.route.batch_window_ms IS 'Batched mode: how long the oldest delivery of a batch may wait, in milliseconds.';
+COMMENT ON COLUMN plantsync.route.batch_max_size IS 'Batched mode: most deliveries in one request.';
+COMMENT ON COLUMN plantsync.route.enabled IS 'Disabled routes create no deliveries.';
+COMMENT ON COLUMN plantsync.route.description IS 'Why the route exists.';
+
+CREATE TABLE plantsync.delivery (
+    id uuid NOT NULL DEFAULT plantsync.uuid_v7(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    event_id uuid NOT NULL,
+    event_recorded_at timestamptz NOT NULL,
+    event_type text NOT NULL,
+    route_id text NOT NULL,
+    endpoint_id text NOT NULL,
+    mode text NOT NULL,
+    status text NOT NULL DEFAULT 'pending',
+    idempotency_key uuid NOT NULL,
+    replay_of uuid,
+    ordering_key text NOT NULL,
+    aggregate_seq bigint NOT NULL,
+    body jsonb,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    lease_until timestamptz,
+    batch_id uuid,
+    last_status_code integer,
+    last_error text,
+    delivered_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX delivery_due_idx ON plantsync.delivery (endpoint_id, next_attempt_at) WHERE status IN ('pending', 'retrying');
+CREATE INDEX delivery_event_idx ON plantsync.delivery (event_id);
+CREATE INDEX delivery_id_idx ON plantsync.delivery (id);
+CREATE INDEX delivery_dead_idx ON plantsync.delivery (endpoint_id, created_at) WHERE status = 'dead';
+CREATE INDEX delivery_ordering_idx ON plantsync.delivery (endpoint_id, ordering_key, aggregate_seq) WHERE status IN ('pending', 'retrying', 'in_flight');
+COMMENT ON TABLE plantsync.delivery IS 'One row per (event, endpoint) pair a route matched, with its own state machine (pending, in_flight, retrying, delivered, dead, discarded; recorded for reconcile-only routes). Partitioned by day on created_at.';
+COMMENT ON COLUMN plantsync.delivery.id IS 'Delivery id.';
+COMMENT ON COLUMN plantsync.delivery.created_at IS 'When the delivery was created (the partition key).';
+COMMENT ON COLUMN plantsync.delivery.event_id IS 'Event delivered.';
+COMMENT ON COLUMN plantsync.delivery.event_recorded_at IS 'recorded_at of the event (finds its partition).';
+COMMENT ON COLUMN plantsync.delivery.event_type IS 'Type of the event.';
+COMMENT ON COLUMN plantsync.delivery.route_id IS 'Route that matched.';
+COMMENT ON COLUMN plantsync.delivery.endpoint_id IS 'Endpoint it goes to.';
+COMMENT ON COLUMN plantsync.delivery.mode IS 'Mode of the route at the time: realtime, batched or reconcile_only.';
+COMMENT ON COLUMN plantsync.delivery.status IS 'pending, in_flight, retrying, delivered, dead, discarded or recorded (reconcile-only).';
+COMMENT ON COLUMN plantsync.delivery.idempotency_key IS 'Sent as Idempotency-Key: the id of the first delivery of this event to this endpoint, kept by replays, so the receiver can drop duplicates.';
+COMMENT ON COLUMN plantsync.delivery.replay_of IS 'For a replay: the delivery it replays (which keeps its own history).';
+COMMENT ON COLUMN plantsync.delivery.ordering_key IS 'Aggregate (type:id) the event belongs to; one key''s events are sent in aggregate_seq order.';
+COMMENT ON COLUMN plantsync.delivery.aggregate_seq IS 'Position of the event in its aggregate.';
+COMMENT ON COLUMN plantsync.delivery.body IS 'Request body built by the route''s transform in the writing transaction; NULL when the event itself is sent.';
+COMMENT ON COLUMN plantsync.delivery.attempts IS 'Attempts made so far.';
+COMMENT ON COLUMN plantsync.delivery.next_attempt_at IS 'When the delivery is next due.';
+COMMENT ON COLUMN plantsync.delivery.lease_until IS 'While in flight: until when the claiming worker owns it; after that it is claimable again.';
+COMMENT ON COLUMN plantsync.delivery.batch_id IS 'Batch it was sent in, for batched routes.';
+COMMENT ON COLUMN plantsync.delivery.last_status_code IS 'HTTP status of the last attempt.';
+COMMENT ON COLUMN plantsync.delivery.last_error IS 'Error of the last attempt.';
+COMMENT ON COLUMN plantsync.delivery.delivered_at IS 'When it was delivered.';
+COMMENT ON COLUMN plantsync.delivery.updated_at IS 'When the row last changed.';
+
+INSERT INTO plantsync.state_machine VALUES
+    ('delivery', 'Delivery of one event to one endpoint (Standard Webhooks / Svix semantics).');
+INSERT INTO plantsync.state (machine, state, is_initial, is_final, description) VALUES
+    ('delivery', 'pending', true, false, 'Waiting to be sent (or for its batch window).'),
+    ('delivery', 'recorded', true, true, 'Reconcile-only route: recorded, never sent.'),
+    ('delivery', 'in_flight', false, false, 'Claimed by a worker under a lease.'),
+    ('delivery', 'retrying', false, false, 'Failed with a retryable outcome; due again at next_attempt_at.'),
+    ('delivery', 'delivered', false, true, 'The endpoint answered 2xx.'),
+    ('delivery', 'dead', false, false, 'Dead letter: refused for good or out of attempts; can be replayed or discarded.'),
+    ('delivery', 'discarded', false, true, 'Discarded by a person, with a reason.');
+INSERT INTO plantsync.state_transition (machine, from_state, to_state, description) VALUES
+    ('delivery', 'pending', 'in_flight', 'A worker claims it.'),
+    ('delivery', 'retrying', 'in_flight', 'A worker claims it again.'),
+    ('delivery', 'in_flight', 'delivered', '2xx.'),
+    ('delivery', 'in_flight', 'retrying', '408, 425, 429, 5xx, timeout or network error, attempts left.'),
+    ('delivery', 'in_flight', 'dead', 'Other 4xx, 3xx, or out of attempts.'),
+    ('delivery', 'in_flight', 'pending', 'Lease expired or handed back (endpoint disabled, circuit open).'),
+    ('delivery', 'dead', 'discarded', 'Discarded by a person.');
+INSERT INTO plantsync.entity (entity, owner_system, key_column, state_column, machine, append_only, record_history, description)
+VALUES ('delivery', NULL, 'id', 'status', 'delivery', false, false,
+        'Deliveries of events to endpoints: written by the outbox and the workers whatever system the session writes for; privileges guard them.');
+INSERT INTO plantsync.column_owner (entity, column_name, owner_system) VALUES ('delivery', 'updated_at', NULL);
+
+CREATE TABLE plantsync.delivery_action (
+    id uuid PRIMARY KEY DEFAULT plantsync.uuid_v7(),
+    action text NOT NULL
+        CONSTRAINT delivery_action_check CHECK (action IN ('replay', 'discard')),
+    delivery_ids uuid[] NOT NULL,
+    new_delivery_ids uuid[],
+    selection jsonb NOT NULL,
+    acted_by name NOT NULL,
+    reason text NOT NULL
+        CONSTRAINT delivery_action_reason_given CHECK (btrim(reason) <> ''),
+    acted_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE plantsync.delivery_action IS 'Every replay and discard of deliveries, with who, when, why and what was selected (manual touches).';
+COMMENT ON COLUMN plantsync.delivery_action.id IS 'Key of the record.';
+COMMENT ON COLUMN plantsync.delivery_action.action IS 'replay or discard.';
+COMMENT ON COLUMN plantsync.delivery_action.delivery_ids IS 'Deliveries acted on.';
+COMMENT ON COLUMN plantsync.delivery_action.new_delivery_ids IS 'For replays: the new deliveries created, each linked to the one it replays.';
+COMMENT ON COLUMN plantsync.delivery_action.selection IS 'The selection given (delivery, endpoint, event type, time range, correlation id).';
+COMMENT ON COLUMN plantsync.delivery_action.acted_by IS 'Role that acted.';
+COMMENT ON COLUMN plantsync.delivery_action.reason IS 'Why.';
+COMMENT ON COLUMN plantsync.delivery_action.acted_at IS 'When.';
+
+CREATE FUNCTION plantsync.apply_transform(fn regproc, ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    body jsonb;
+BEGIN
+    EXECUTE format('SELECT %s($1)::jsonb', fn) INTO body USING ev;
+    RETURN body;
+END
+$$;
+COMMENT ON FUNCTION plantsync.apply_transform(regproc, plantsync.event) IS
+'Calls a route''s transform on an event and returns the request body it builds.';
+
+CREATE FUNCTION plantsync.outbox() RETURNS trigger
+AS 'MODULE_PATHNAME', 'plantsync_outbox'
+LANGUAGE C;
+COMMENT ON FUNCTION plantsync.outbox() IS
+'AFTER row trigger of the canonical tables: writes the event of a state change or ledger write, with its envelope, per-aggregate sequence number and deliveries, in the same transaction.';
+
+CREATE VIEW plantsync.event_type WITH (security_invoker = true) AS
+SELECT es.entity || '.' || s.state AS event_type, es.entity::text AS entity, 'state change' AS kind,
+       s.description
+  FROM plantsync.event_source es
+  JOIN plantsync.entity e ON e.entity = es.entity
+  JOIN plantsync.state s ON s.machine = e.machine
+ WHERE es.emit_state_changes
+UNION ALL
+SELECT es.entity || '.' || es.emit_insert, es.entity::text, 'insert', e.description
+  FROM plantsync.event_source es
+  JOIN plantsync.entity e ON e.entity = es.entity
+ WHERE es.emit_insert IS NOT NULL AND e.machine IS NULL;
+COMMENT ON VIEW plantsync.event_type IS 'Every event type the outbox can emit, derived from the state machines and plantsync.event_source.';
+COMMENT ON COLUMN plantsync.event_type.event_type IS 'CloudEvents type.';
+COMMENT ON COLUMN plantsync.event_type.entity IS 'Entity whose change emits it.';
+COMMENT ON COLUMN plantsync.event_type.kind IS 'state change or insert.';
+COMMENT ON COLUMN plantsync.event_type.description IS 'Meaning.';
+
+-- Daily partitions. Creating them ahead is a pg_cron job; a default
+-- partition catches anything that arrives before its partition exists, and
+-- maintain_partitions() moves such rows into a proper partition.
+CREATE TABLE plantsync.event_default PARTITION OF plantsync.event DEFAULT;
+CREATE TABLE plantsync.delivery_default PARTITION OF plantsync.delivery DEFAULT;
+COMMENT ON TABLE plantsync.event_default IS 'Events recorded before their day''s partition existed; plantsync.maintain_partitions() moves them.';
+COMMENT ON TABLE plantsync.delivery_default IS 'Deliveries created before their day''s partition existed; plantsync.maintain_partitions() moves them.';
+
+CREATE FUNCTION plantsync.maintain_partitions(days_ahead integer DEFAULT 7)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent text;
+    key text;
+    d date;
+    part text;
+BEGIN
+    IF days_ahead IS NULL OR days_ahead < 1 OR days_ahead > 366 THEN
+        RAISE EXCEPTION 'days_ahead must be between 1 and 366, not %', days_ahead
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH parent IN ARRAY ARRAY['event', 'delivery'] LOOP
+        key := CASE parent WHEN 'event' THEN 'recorded_at' ELSE 'created_at' END;
+        -- Days that have rows in the default partition get their partition
+        -- (with the rows moved into it), and so do today and the days ahead.
+        FOR d IN EXECUTE format('SELECT DISTINCT %I::date FROM plantsync.%I
+                                 UNION SELECT generate_series(current_date, current_date + %s, interval ''1 day'')::date
+                                 ORDER BY 1', key, parent || '_default', days_ahead) LOOP
+            part := format('%s_p%s', parent, to_char(d, 'YYYYMMDD'));
+            CONTINUE WHEN to_regclass(format('plantsync.%I', part)) IS NOT NULL;
+            EXECUTE format('CREATE TABLE plantsync.%I (LIKE plantsync.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, parent);
+            EXECUTE format('INSERT INTO plantsync.%I SELECT * FROM plantsync.%I WHERE %I >= %L AND %I < %L',
+                           part, parent || '_default', key, d, key, d + 1);
+            EXECUTE format('DELETE FROM plantsync.%I WHERE %I >= %L AND %I < %L',
+                           parent || '_default', key, d, key, d + 1);
+            EXECUTE format('ALTER TABLE plantsync.%I ATTACH PARTITION plantsync.%I FOR VALUES FROM (%L) TO (%L)',
+                           parent, part, d::timestamptz, (d + 1)::timestamptz);
+            EXECUTE format('COMMENT ON TABLE plantsync.%I IS %L', part, format('%s of %s (a daily partition).', parent, d));
+            RETURN NEXT part;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION plantsync.maintain_partitions(integer) IS
+'Creates the daily partitions of plantsync.event and plantsync.delivery up to days_ahead days from today, and moves rows that landed in the default partitions into partitions of their own. Returns the partitions created. Run daily (plantsync.schedule_jobs() does it with pg_cron).';
+
+CREATE FUNCTION plantsync.purge(older_than interval DEFAULT '30 days')
+RETURNS TABLE (partition_name text, rows_dropped bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    day date;
+    cutoff date;
+    open_count bigint;
+    n bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < interval '1 day' THEN
+        RAISE EXCEPTION 'older_than must be at least 1 day, not %', older_than
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cutoff := (now() - older_than)::date;
+    FOR p IN SELECT c.relname, parent.relname AS parent
+               FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid
+               JOIN pg_class parent ON parent.oid = i.inhparent
+              WHERE parent.relnamespace = 'plantsync'::regnamespace
+                AND parent.relname IN ('event', 'delivery')
+                AND c.relname ~ '_p[0-9]{8}$'
+              ORDER BY c.relname LOOP
+        day := to_date(right(p.relname, 8), 'YYYYMMDD');
+        CONTINUE WHEN day >= cutoff;
+        -- A day leaves only when everything in it is settled: no delivery
+        -- still to be sent for its events (event partitions), no unsettled
+        -- delivery in it (delivery partitions).
+        IF p.parent = 'event' THEN
+            EXECUTE format('SELECT count(*) FROM plantsync.delivery d WHERE d.event_recorded_at >= %L AND d.event_recorded_at < %L
+                              AND d.status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', day, day + 1) INTO open_count;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM plantsync.%I WHERE status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', p.relname)
+               INTO open_count;
+        END IF;
+        CONTINUE WHEN open_count > 0;
+        EXECUTE format('SELECT count(*) FROM plantsync.%I', p.relname) INTO n;
+        EXECUTE format('ALTER TABLE plantsync.%I DETACH PARTITION plantsync.%I', p.parent, p.relname);
+        EXECUTE format('DROP TABLE plantsync.%I', p.relname);
+        partition_name := p.relname;
+        rows_dropped := n;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION plantsync.purge(interval) IS
+'Drops the daily partitions of events and deliveries older than older_than whose deliveries are all settled (delivered, discarded or recorded): a partition drop, not a DELETE. Dead letters keep their day until they are replayed or discarded. Returns what it dropped.';
+
+CREATE FUNCTION plantsync.schedule_jobs(purge_after interval DEFAULT '30 days', partitions_ahead integer DEFAULT 7)
+RETURNS TABLE (job_name text, schedule text, command text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j record;
+BEGIN
+    IF to_regnamespace('cron') IS NULL THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Run CREATE EXTENSION pg_cron in the database named by cron.database_name, then call plantsync.schedule_jobs() there after creating plantsync, or schedule the commands this function would schedule with cron.schedule_in_database().';
+    END IF;
+    FOR j IN SELECT * FROM (VALUES
+                ('plantsync-partitions-' || current_database(), '15 0 * * *',
+                 format('SELECT plantsync.maintain_partitions(%s)', partitions_ahead)),
+                ('plantsync-purge-' || current_database(), '45 0 * * *',
+                 format('SELECT plantsync.purge(%L::interval)', purge_after))) AS v(n, s, c) LOOP
+        -- Scheduling by name replaces the job of that name: calling again is harmless.
+        EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4)' USING j.n, j.s, j.c, current_database();
+        job_name := j.n;
+        schedule := j.s;
+        command := j.c;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION plantsync.schedule_jobs(interval, integer) IS
+'Installs (or updates) the pg_cron jobs of this database: daily partition maintenance and purge. Idempotent: jobs are scheduled by name.';
+
+CREATE FUNCTION plantsync.check_selection_reason(reason text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF reason IS NULL OR btrim(reason) = '' THEN
+        RAISE EXCEPTION 'a reason is required'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Say why, e.g. ''ERP was down 02:00-02:40, ticket INC-1234''; it is recorded in plantsync.delivery_action.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_selection_reason(text) IS 'Refuses a missing or blank reason for a manual action.';
+
+CREATE VIEW plantsync.dead_letter WITH (security_invoker = true) AS
+SELECT d.id AS delivery_id, d.endpoint_id, d.route_id, d.event_type, d.event_id, e.correlation_id,
+       e.site_id, e.order_number, e.lot_number, e.subject, d.attempts, d.last_status_code, d.last_error,
+       d.created_at, d.updated_at AS dead_since, d.idempotency_key, d.replay_of
+  FROM plantsync.delivery d
+  JOIN plantsync.event e ON e.id = d.event_id AND e.recorded_at = d.event_recorded_at
+ WHERE d.status = 'dead';
+COMMENT ON VIEW plantsync.dead_letter IS 'Deliveries that exhausted their attempts or were refused for good, with their business context; replay or discard them with plantsync.replay_deliveries() and plantsync.discard_deliveries().';
+COMMENT ON COLUMN plantsync.dead_letter.delivery_id IS 'Delivery.';
+COMMENT ON COLUMN plantsync.dead_letter.endpoint_id IS 'Endpoint it was for.';
+COMMENT ON COLUMN plantsync.dead_letter.route_id IS 'Route that created it.';
+COMMENT ON COLUMN plantsync.dead_letter.event_type IS 'Event type.';
+COMMENT ON COLUMN plantsync.dead_letter.event_id IS 'Event.';
+COMMENT ON COLUMN plantsync.dead_letter.correlation_id IS 'Correlation id of the event.';
+COMMENT ON COLUMN plantsync.dead_letter.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.dead_letter.order_number IS 'Production order, if any.';
+COMMENT ON COLUMN plantsync.dead_letter.lot_number IS 'Lot, if any.';
+COMMENT ON COLUMN plantsync.dead_letter.subject IS 'Subject of the event.';
+COMMENT ON COLUMN plantsync.dead_letter.attempts IS 'Attempts made.';
+COMMENT ON COLUMN plantsync.dead_letter.last_status_code IS 'HTTP status of the last attempt.';
+COMMENT ON COLUMN plantsync.dead_letter.last_error IS 'Error of the last attempt.';
+COMMENT ON COLUMN plantsync.dead_letter.created_at IS 'When the delivery was created.';
+COMMENT ON COLUMN plantsync.dead_letter.dead_since IS 'When it became dead.';
+COMMENT ON COLUMN plantsync.dead_letter.idempotency_key IS 'Idempotency key a replay will send again.';
+COMMENT ON COLUMN plantsync.dead_letter.replay_of IS 'Delivery this one replayed, if it was a replay.';
+
+-- Selection shared by replay and discard: every filter is optional, at least
+-- one must be given.
+CREATE FUNCTION plantsync.select_deliveries(statuses text[], delivery_id uuid, endpoint_id text, event_type text,
+                                            from_time timestamptz, to_time timestamptz, correlation_id uuid)
+RETURNS SETOF plantsync.delivery
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF delivery_id IS NULL AND endpoint_id IS NULL AND event_type IS NULL AND from_time IS NULL
+       AND to_time IS NULL AND correlation_id IS NULL THEN
+        RAISE EXCEPTION 'no deliveries selected'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give at least one of delivery_id, endpoint_id, event_type, from_time, to_time, correlation_id.';
+    END IF;
+    IF endpoint_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM plantsync.endpoint e WHERE e.endpoint_id = select_deliveries.endpoint_id) THEN
+        RAISE EXCEPTION 'endpoint "%" does not exist', endpoint_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF from_time > to_time THEN
+        RAISE EXCEPTION 'from_time % is after to_time %', from_time, to_time USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    SELECT d.* FROM plantsync.delivery d
+     WHERE d.status = ANY (statuses)
+       AND (select_deliveries.delivery_id IS NULL OR d.id = select_deliveries.delivery_id)
+       AND (select_deliveries.endpoint_id IS NULL OR d.endpoint_id = select_deliveries.endpoint_id)
+       AND (select_deliveries.event_type IS NULL
+            OR d.event_type LIKE replace(replace(select_deliveries.event_type, '_', '\_'), '*', '%'))
+       AND (from_time IS NULL OR d.created_at >= from_time)
+       AND (to_time IS NULL OR d.created_at < to_time)
+       AND (select_deliveries.correlation_id IS NULL OR EXISTS (
+            SELECT 1 FROM plantsync.event e
+             WHERE e.id = d.event_id AND e.recorded_at = d.event_recorded_at
+               AND e.correlation_id = select_deliveries.correlation_id))
+     ORDER BY d.endpoint_id, d.ordering_key, d.aggregate_seq
+       FOR UPDATE OF d;
+END
+$$;
+COMMENT ON FUNCTION plantsync.select_deliveries(text[], uuid, text, text, timestamptz, timestamptz, uuid) IS
+'Selects (and locks) deliveries in the given states by delivery, endpoint, event type pattern, creation time range and correlation id.';
+
+CREATE FUNCTION plantsync.replay_deliveries(reason text, delivery_id uuid DEFAULT NULL, endpoint_id text DEFAULT NULL,
+                                            event_type text DEFAULT NULL, from_time timestamptz DEFAULT NULL,
+                                            to_time timestamptz DEFAULT NULL, correlation_id uuid DEFAULT NULL,
+                                            include_delivered boolean DEFAULT false)
+RETURNS TABLE (replayed_delivery_id uuid, new_delivery_id uuid)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+DECLARE
+    old_ids uuid[];
+    new_ids uuid[];
+BEGIN
+    PERFORM plantsync.check_selection_reason(reason);
+    WITH sel AS (
+        SELECT * FROM plantsync.select_deliveries(
+            CASE WHEN include_delivered THEN '{dead,delivered,discarded}'::text[] ELSE '{dead}'::text[] END,
+            delivery_id, endpoint_id, event_type, from_time, to_time, correlation_id)
+    ), ins AS (
+        INSERT INTO plantsync.delivery (id, event_id, event_recorded_at, event_type, route_id, endpoint_id, mode, status,
+                                        idempotency_key, replay_of, ordering_key, aggregate_seq, body)
+        SELECT plantsync.uuid_v7(), s.event_id, s.event_recorded_at, s.event_type, s.route_id, s.endpoint_id, s.mode, 'pending',
+               s.idempotency_key, s.id, s.ordering_key, s.aggregate_seq, s.body
+          FROM sel s
+        RETURNING id, replay_of
+    )
+    SELECT array_agg(replay_of ORDER BY id), array_agg(id ORDER BY id) INTO old_ids, new_ids FROM ins;
+    IF old_ids IS NULL THEN
+        RAISE EXCEPTION 'no dead deliveries match the selection'
+            USING ERRCODE = 'no_data_found',
+                  HINT = CASE WHEN include_delivered THEN NULL ELSE 'Only dead letters are replayed unless include_delivered is true.' END;
+    END IF;
+    INSERT INTO plantsync.delivery_action (action, delivery_ids, new_delivery_ids, selection, acted_by, reason)
+    VALUES ('replay', old_ids, new_ids,
+            jsonb_strip_nulls(jsonb_build_object('delivery_id', delivery_id, 'endpoint_id', endpoint_id, 'event_type', event_type,
+                                                 'from_time', from_time, 'to_time', to_time, 'correlation_id', correlation_id,
+                                                 'include_delivered', include_delivered)),
+            current_user, reason);
+    RETURN QUERY SELECT o, n FROM unnest(old_ids, new_ids) AS u(o, n);
+END
+$$;
+COMMENT ON FUNCTION plantsync.replay_deliveries(text, uuid, text, text, timestamptz, timestamptz, uuid, boolean) IS
+'Replays dead letters (and, with include_delivered, delivered or discarded ones) selected by delivery, endpoint, event type pattern, time range or correlation id: each gets a new pending delivery linked to it (replay_of) with the same idempotency key; the old one keeps its history. Needs a reason; recorded in plantsync.delivery_action.';
+
+CREATE FUNCTION plantsync.discard_deliveries(reason text, delivery_id uuid DEFAULT NULL, endpoint_id text DEFAULT NULL,
+                                             event_type text DEFAULT NULL, from_time timestamptz DEFAULT NULL,
+                                             to_time timestamptz DEFAULT NULL, correlation_id uuid DEFAULT NULL)
+RETURNS SETOF uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+DECLARE
+    ids uuid[];
+BEGIN
+    PERFORM plantsync.check_selection_reason(reason);
+    SELECT array_agg(s.id) INTO ids
+      FROM plantsync.select_deliveries('{dead}', delivery_id, endpoint_id, event_type, from_time, to_time, correlation_id) s;
+    IF ids IS NULL THEN
+        RAISE EXCEPTION 'no dead deliveries match the selection' USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE plantsync.delivery d SET status = 'discarded', updated_at = now() WHERE d.id = ANY (ids) AND d.status = 'dead';
+    INSERT INTO plantsync.delivery_action (action, delivery_ids, selection, acted_by, reason)
+    VALUES ('discard', ids,
+            jsonb_strip_nulls(jsonb_build_object('delivery_id', delivery_id, 'endpoint_id', endpoint_id, 'event_type', event_type,
+                                                 'from_time', from_time, 'to_time', to_time, 'correlation_id', correlation_id)),
+            current_user, reason);
+    RETURN QUERY SELECT unnest(ids);
+END
+$$;
+COMMENT ON FUNCTION plantsync.discard_deliveries(text, uuid, text, text, timestamptz, timestamptz, uuid) IS
+'Discards dead letters selected by delivery, endpoint, event type pattern, time range or correlation id: they are never sent. Needs a reason; recorded in plantsync.delivery_action.';
+
+CREATE FUNCTION plantsync.claim_deliveries(p_endpoint_id text, p_limit integer DEFAULT 100,
+                                           p_lease interval DEFAULT '60 seconds')
+RETURNS TABLE (delivery_id uuid, created_at timestamptz, batch_id uuid, route_id text, event_id uuid,
+               event_type text, idempotency_key uuid, attempts integer, ordering_key text, aggregate_seq bigint,
+               payload jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+DECLARE
+    r record;
+    waiting bigint;
+    oldest timestamptz;
+    claimed uuid[];
+    b uuid;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 THEN
+        RAISE EXCEPTION 'p_limit must be positive, not %', p_limit USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_lease IS NULL OR p_lease <= interval '0' THEN
+        RAISE EXCEPTION 'p_lease must be positive, not %', p_lease USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM plantsync.endpoint e WHERE e.endpoint_id = p_endpoint_id) THEN
+        RAISE EXCEPTION 'endpoint "%" does not exist', p_endpoint_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT (SELECT e.enabled FROM plantsync.endpoint e WHERE e.endpoint_id = p_endpoint_id) THEN
+        RETURN;
+    END IF;
+
+    -- A crashed or stuck worker's claims come back once their lease ends.
+    UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, batch_id = NULL, updated_at = now()
+     WHERE d.endpoint_id = p_endpoint_id AND d.status = 'in_flight' AND d.lease_until < clock_timestamp();
+
+    -- Real-time deliveries: due, and first in line for their ordering key
+    -- (no earlier event of the same aggregate still unsettled for this endpoint).
+    WITH pick AS (
+        SELECT d.id, d.created_at
+          FROM plantsync.delivery d
+         WHERE d.endpoint_id = p_endpoint_id AND d.mode = 'realtime'
+           AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+           AND NOT EXISTS (
+                SELECT 1 FROM plantsync.delivery e
+                 WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
+                   AND e.aggregate_seq < d.aggregate_seq AND e.status IN ('pending', 'retrying', 'in_flight'))
+         ORDER BY d.next_attempt_at, d.ordering_key, d.aggregate_seq
+         LIMIT p_limit
+           FOR UPDATE OF d SKIP LOCKED
+    )
+    , upd AS (
+        UPDATE plantsync.delivery d
+           SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1, updated_at = now()
+          FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
+        RETURNING d.id
+    )
+    SELECT coalesce(array_agg(upd.id), '{}') INTO claimed FROM upd;
+
+    -- Batched routes: one batch per route when its window has passed or it is
+    -- full, and only one batch of a route in flight at a time (keeps order).
+    FOR r IN SELECT rt.route_id, rt.batch_window_ms, rt.batch_max_size FROM plantsync.route rt
+              WHERE rt.endpoint_id = p_endpoint_id AND rt.mode = 'batched' ORDER BY rt.route_id LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM plantsync.delivery d
+                               WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.status = 'in_flight');
+        SELECT count(*), min(d.created_at) INTO waiting, oldest
+          FROM (SELECT d.created_at FROM plantsync.delivery d
+                 WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
+                   AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+                 LIMIT r.batch_max_size) d;
+        CONTINUE WHEN waiting = 0;
+        CONTINUE WHEN waiting < r.batch_max_size
+                  AND oldest > clock_timestamp() - make_interval(secs => r.batch_window_ms / 1000.0);
+        b := plantsync.uuid_v7();
+        WITH pick AS (
+            SELECT d.id, d.created_at FROM plantsync.delivery d
+             WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
+               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+             ORDER BY d.ordering_key, d.aggregate_seq
+             LIMIT r.batch_max_size
+               FOR UPDATE OF d SKIP LOCKED
+        )
+        , upd AS (
+            UPDATE plantsync.delivery d
+               SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1,
+                   batch_id = b, updated_at = now()
+              FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
+            RETURNING d.id
+        )
+        SELECT claimed || coalesce(array_agg(upd.id), '{}') INTO claimed FROM upd;
+    END LOOP;
+
+    RETURN QUERY
+    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, d.idempotency_key, d.attempts,
+           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev))
+      FROM plantsync.delivery d
+      JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+     WHERE d.id = ANY (claimed)
+     ORDER BY d.batch_id NULLS FIRST, d.ordering_key, d.aggregate_seq;
+END
+$$;
+COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval) IS
+'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch once its window has passed or it is full. Expired leases come back first. Returns what this call claimed, with the request payload.';
