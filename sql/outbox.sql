@@ -42,7 +42,7 @@ SELECT type, source, subject, specversion, datacontenttype, site_id, line_code, 
        aggregate_type, aggregate_seq, source_system, correlation_id = regress.ord('PO-5001') AS correlated_by_order,
        causation_id, data->>'order_number' AS data_order, data->>'quantity' AS data_quantity
   FROM plantsync.event WHERE order_number = 'PO-5001';
-SELECT d.route_id, d.endpoint_id, d.mode, d.status, d.idempotency_key = d.id AS key_is_delivery_id, d.body
+SELECT d.route_id, d.endpoint_id, d.mode, d.status, d.idempotency_key IS NULL AS key_is_delivery_id, d.body
   FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id
  WHERE e.order_number = 'PO-5001' ORDER BY d.route_id;
 
@@ -157,7 +157,7 @@ SET TimeZone = 'UTC';
 SELECT plantsync.replay_deliveries('retry', from_time => '2026-12-02', to_time => '2026-12-01');
 \echo :SQLSTATE
 SELECT count(*) AS replayed FROM plantsync.replay_deliveries('ERP mapping fixed, INC-42', endpoint_id => 'erp-stock', event_type => 'material_movement.*');
-SELECT d.status, r.status AS replay_status, r.idempotency_key = d.idempotency_key AS same_key, r.attempts AS replay_attempts
+SELECT d.status, r.status AS replay_status, r.idempotency_key = COALESCE(d.idempotency_key, d.id) AS same_key, r.attempts AS replay_attempts
   FROM plantsync.delivery d JOIN plantsync.delivery r ON r.replay_of = d.id ORDER BY d.id LIMIT 1;
 SELECT action, cardinality(delivery_ids) AS deliveries, cardinality(new_delivery_ids) AS new_deliveries, selection, acted_by, reason
   FROM plantsync.delivery_action;

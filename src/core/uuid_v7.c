@@ -9,9 +9,9 @@
  */
 #include "postgres.h"
 
+#include "common/pg_prng.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
-#include "port.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -31,6 +31,7 @@ plantsync_new_uuid_v7(pg_uuid_t *uuid)
 	uint64		unix_us;
 	uint64		unix_ms;
 	uint32		rand_a;
+	uint64		random_bits;
 
 	unix_us = (uint64) GetCurrentTimestamp() +
 		(uint64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
@@ -42,10 +43,14 @@ plantsync_new_uuid_v7(pg_uuid_t *uuid)
 	unix_ms = unix_us / 1000;
 	rand_a = (uint32) ((unix_us % 1000) * 4096 / 1000);
 
-	if (!pg_strong_random(&uuid->data[8], 8))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values for a UUID")));
+	/*
+	 * The random bits only need to make collisions across databases
+	 * practically impossible, not to be secret: the backend's PRNG (seeded
+	 * from a strong source at backend start) is enough and avoids a system
+	 * call per key.
+	 */
+	random_bits = pg_prng_uint64(&pg_global_prng_state);
+	memcpy(&uuid->data[8], &random_bits, 8);
 
 	uuid->data[0] = (unsigned char) (unix_ms >> 40);
 	uuid->data[1] = (unsigned char) (unix_ms >> 32);

@@ -87,7 +87,6 @@ CREATE TABLE plantsync.event (
 ) PARTITION BY RANGE (recorded_at);
 CREATE INDEX event_aggregate_idx ON plantsync.event (aggregate_type, aggregate_id, aggregate_seq);
 CREATE INDEX event_correlation_idx ON plantsync.event (correlation_id, recorded_at);
-CREATE INDEX event_id_idx ON plantsync.event (id);
 COMMENT ON TABLE plantsync.event IS 'The outbox: one CloudEvents 1.0 event per state change or ledger write, written in the same transaction as the change. Partitioned by day on recorded_at.';
 COMMENT ON COLUMN plantsync.event.id IS 'CloudEvents id (time-ordered UUID).';
 COMMENT ON COLUMN plantsync.event.recorded_at IS 'Start of the transaction that wrote the event; the partition key.';
@@ -178,7 +177,7 @@ CREATE TABLE plantsync.delivery (
     endpoint_id text NOT NULL,
     mode text NOT NULL,
     status text NOT NULL DEFAULT 'pending',
-    idempotency_key uuid NOT NULL,
+    idempotency_key uuid,
     replay_of uuid,
     ordering_key text NOT NULL,
     aggregate_seq bigint NOT NULL,
@@ -195,7 +194,6 @@ CREATE TABLE plantsync.delivery (
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX delivery_due_idx ON plantsync.delivery (endpoint_id, next_attempt_at) WHERE status IN ('pending', 'retrying');
 CREATE INDEX delivery_event_idx ON plantsync.delivery (event_id);
-CREATE INDEX delivery_id_idx ON plantsync.delivery (id);
 CREATE INDEX delivery_dead_idx ON plantsync.delivery (endpoint_id, created_at) WHERE status = 'dead';
 CREATE INDEX delivery_ordering_idx ON plantsync.delivery (endpoint_id, ordering_key, aggregate_seq) WHERE status IN ('pending', 'retrying', 'in_flight');
 COMMENT ON TABLE plantsync.delivery IS 'One row per (event, endpoint) pair a route matched, with its own state machine (pending, in_flight, retrying, delivered, dead, discarded; recorded for reconcile-only routes). Partitioned by day on created_at.';
@@ -208,7 +206,7 @@ COMMENT ON COLUMN plantsync.delivery.route_id IS 'Route that matched.';
 COMMENT ON COLUMN plantsync.delivery.endpoint_id IS 'Endpoint it goes to.';
 COMMENT ON COLUMN plantsync.delivery.mode IS 'Mode of the route at the time: realtime, batched or reconcile_only.';
 COMMENT ON COLUMN plantsync.delivery.status IS 'pending, in_flight, retrying, delivered, dead, discarded or recorded (reconcile-only).';
-COMMENT ON COLUMN plantsync.delivery.idempotency_key IS 'Sent as Idempotency-Key: the id of the first delivery of this event to this endpoint, kept by replays, so the receiver can drop duplicates.';
+COMMENT ON COLUMN plantsync.delivery.idempotency_key IS 'Sent as Idempotency-Key: the id of the first delivery of this event to this endpoint (NULL on that first delivery itself, meaning its own id), kept by replays, so the receiver can drop duplicates.';
 COMMENT ON COLUMN plantsync.delivery.replay_of IS 'For a replay: the delivery it replays (which keeps its own history).';
 COMMENT ON COLUMN plantsync.delivery.ordering_key IS 'Aggregate (type:id) the event belongs to; one key''s events are sent in aggregate_seq order.';
 COMMENT ON COLUMN plantsync.delivery.aggregate_seq IS 'Position of the event in its aggregate.';
@@ -451,7 +449,7 @@ COMMENT ON FUNCTION plantsync.check_selection_reason(text) IS 'Refuses a missing
 CREATE VIEW plantsync.dead_letter WITH (security_invoker = true) AS
 SELECT d.id AS delivery_id, d.endpoint_id, d.route_id, d.event_type, d.event_id, e.correlation_id,
        e.site_id, e.order_number, e.lot_number, e.subject, d.attempts, d.last_status_code, d.last_error,
-       d.created_at, d.updated_at AS dead_since, d.idempotency_key, d.replay_of
+       d.created_at, d.updated_at AS dead_since, COALESCE(d.idempotency_key, d.id) AS idempotency_key, d.replay_of
   FROM plantsync.delivery d
   JOIN plantsync.event e ON e.id = d.event_id AND e.recorded_at = d.event_recorded_at
  WHERE d.status = 'dead';
@@ -537,7 +535,7 @@ BEGIN
         INSERT INTO plantsync.delivery (id, event_id, event_recorded_at, event_type, route_id, endpoint_id, mode, status,
                                         idempotency_key, replay_of, ordering_key, aggregate_seq, body)
         SELECT plantsync.uuid_v7(), s.event_id, s.event_recorded_at, s.event_type, s.route_id, s.endpoint_id, s.mode, 'pending',
-               s.idempotency_key, s.id, s.ordering_key, s.aggregate_seq, s.body
+               COALESCE(s.idempotency_key, s.id), s.id, s.ordering_key, s.aggregate_seq, s.body
           FROM sel s
         RETURNING id, replay_of
     )
@@ -678,7 +676,7 @@ BEGIN
     END LOOP;
 
     RETURN QUERY
-    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, d.idempotency_key, d.attempts,
+    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
            d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev))
       FROM plantsync.delivery d
       JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at

@@ -170,22 +170,19 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 	appendStringInfoString(&sql,
 						   ", $9, r.id, $10, $11, $4, $5, seq.last_seq FROM r, seq RETURNING *),"
 						   " dl AS ("
-						   " INSERT INTO plantsync.delivery (id, event_id, event_recorded_at, event_type, route_id,"
-						   " endpoint_id, mode, status, idempotency_key, ordering_key, aggregate_seq, body)"
-						   " SELECT m.did, m.event_id, m.recorded_at, m.type, m.route_id, m.endpoint_id, m.mode,"
-						   " CASE m.mode WHEN 'reconcile_only' THEN 'recorded' ELSE 'pending' END,"
-						   " m.did, m.ordering_key, m.aggregate_seq,"
-						   " CASE WHEN m.transform IS NOT NULL THEN plantsync.apply_transform(m.transform, m.ev) END"
-						   " FROM (SELECT plantsync.uuid_v7() AS did, ev.id AS event_id, ev.recorded_at, ev.type,"
-						   " rt.route_id, rt.endpoint_id, rt.mode, rt.transform,"
-						   " ev.aggregate_type || ':' || ev.aggregate_id AS ordering_key, ev.aggregate_seq,"
-						   " ev::plantsync.event AS ev"
+						   " INSERT INTO plantsync.delivery (event_id, event_recorded_at, event_type, route_id,"
+						   " endpoint_id, mode, status, ordering_key, aggregate_seq, body)"
+						   " SELECT ev.id, ev.recorded_at, ev.type, rt.route_id, rt.endpoint_id, rt.mode,"
+						   " CASE rt.mode WHEN 'reconcile_only' THEN 'recorded' ELSE 'pending' END,"
+						   " ev.aggregate_type || ':' || ev.aggregate_id, ev.aggregate_seq,"
+						   " CASE WHEN rt.transform IS NOT NULL THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END"
 						   " FROM ev JOIN plantsync.route rt ON rt.enabled AND ev.type LIKE rt.event_type_like"
-						   " AND (rt.filter IS NULL OR jsonb_path_exists(ev.data, rt.filter, '{}', true))) m)"
+						   " AND (rt.filter IS NULL OR jsonb_path_exists(ev.data, rt.filter, '{}', true)))"
 						   " SELECT CASE WHEN $13 THEN to_jsonb(ev)::text END FROM ev");
 
 	types[11] = RelationGetForm(rel)->reltype;
-	plan = SPI_prepare(sql.data, OUTBOX_NARGS, types);
+	/* Generic plan from the start: re-planning this statement per event would cost more than running it. */
+	plan = SPI_prepare_cursor(sql.data, OUTBOX_NARGS, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "plantsync: could not prepare the outbox statement of \"%s\": %s",
 			 NameStr(e->entity), SPI_result_code_string(SPI_result));
