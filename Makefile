@@ -14,7 +14,9 @@ OBJS = \
 	src/core/config_cache.o \
 	src/state_machine/guard.o \
 	src/ownership/override.o \
-	src/outbox/outbox.o
+	src/outbox/outbox.o \
+	src/contracts/json_schema.o \
+	src/contracts/contract.o
 
 SQL_FRAGMENTS = \
 	src/core/00_header.sql \
@@ -26,16 +28,17 @@ SQL_FRAGMENTS = \
 	src/model/60_logistics_maintenance.sql \
 	src/state_machine/70_state_machines.sql \
 	src/ownership/80_ownership.sql \
+	src/contracts/82_contracts.sql \
 	src/outbox/85_outbox.sql \
 	src/core/90_guards.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = $(DATA_built)
 
-REGRESS = install state_machine ownership ledger model_bad_input outbox
+REGRESS = install state_machine ownership ledger model_bad_input outbox contracts
 REGRESS_OPTS = --load-extension=plantsync
 
-PG_CPPFLAGS = -I$(srcdir)/src/core -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/contracts -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

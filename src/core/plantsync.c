@@ -142,6 +142,15 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("plantsync.contract_max_errors",
+							"Sets how many failures a contract violation lists.",
+							"Validation stops collecting failures after this many.",
+							&plantsync_contract_max_errors,
+							10, 1, 1000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("plantsync");
 #else

@@ -24,6 +24,8 @@
 #define ERRCODE_PLANTSYNC_SYSTEM_NOT_ALLOWED	MAKE_SQLSTATE('P','S','0','0','4')
 #define ERRCODE_PLANTSYNC_APPEND_ONLY			MAKE_SQLSTATE('P','S','0','0','5')
 #define ERRCODE_PLANTSYNC_QUALITY_HOLD			MAKE_SQLSTATE('P','S','0','0','6')
+#define ERRCODE_PLANTSYNC_CONTRACT_VIOLATION	MAKE_SQLSTATE('P','S','0','1','0')
+#define ERRCODE_PLANTSYNC_INCOMPATIBLE_CONTRACT MAKE_SQLSTATE('P','S','0','1','1')
 
 /* Settings (plantsync.c) */
 extern int	plantsync_source_system;
@@ -31,6 +33,7 @@ extern char *plantsync_change_reason;
 extern char *plantsync_correlation_id;
 extern char *plantsync_causation_id;
 extern bool plantsync_emit_wal_messages;
+extern int	plantsync_contract_max_errors;
 
 /* Values of plantsync.source_system; the names are the system codes. */
 typedef enum PlantsyncSystem

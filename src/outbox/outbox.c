@@ -8,7 +8,8 @@
  *	  Per event it runs one statement, planned once per entity and kept:
  *	  it takes the aggregate's next sequence number (whose row lock, held
  *	  to commit, makes sequence order commit order), writes the event with
- *	  its CloudEvents envelope and business context, and writes one delivery
+ *	  its CloudEvents envelope and business context (checking the data
+ *	  against the event type's contract, if one is registered), and writes one delivery
  *	  per matching route. Optionally the event also goes into the WAL as a
  *	  logical decoding message, for CDC consumers.
  *
@@ -154,11 +155,12 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 						   " ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET last_seq = s.last_seq + 1"
 						   " RETURNING last_seq),"
 						   " r AS (SELECT ($12).*),"
+						   " d AS (SELECT to_jsonb($12) AS data),"
 						   " ev AS ("
-						   " INSERT INTO plantsync.event (id, type, source, subject, data, correlation_id, causation_id,"
+						   " INSERT INTO plantsync.event (id, type, source, subject, data, dataschema, correlation_id, causation_id,"
 						   " source_system, site_id, line_code, order_number, lot_number, entity, entity_id,"
 						   " from_state, to_state, aggregate_type, aggregate_id, aggregate_seq)"
-						   " SELECT $1, $2, '/plantsync/sites/' || r.site_id, $3, to_jsonb($12), COALESCE($6, ");
+						   " SELECT $1, $2, '/plantsync/sites/' || r.site_id, $3, d.data, plantsync.check_contract($2, d.data), COALESCE($6, ");
 	if (order_col)
 		appendStringInfo(&sql, "r.%s, ", quote_identifier(order_col));
 	appendStringInfoString(&sql, "$1), $7, $8, r.site_id, ");
@@ -168,7 +170,7 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 	appendStringInfoString(&sql, ", ");
 	append_lookup(&sql, lot_col, "lot", "lot_number", "text");
 	appendStringInfoString(&sql,
-						   ", $9, r.id, $10, $11, $4, $5, seq.last_seq FROM r, seq RETURNING *),"
+						   ", $9, r.id, $10, $11, $4, $5, seq.last_seq FROM r, d, seq RETURNING *),"
 						   " dl AS ("
 						   " INSERT INTO plantsync.delivery (event_id, event_recorded_at, event_type, route_id,"
 						   " endpoint_id, mode, status, ordering_key, aggregate_seq, body)"

@@ -13,7 +13,7 @@ SELECT tables_are('plantsync', ARRAY[
     'state_machine', 'state', 'state_transition', 'state_change',
     'entity', 'column_owner', 'system_role', 'ownership_override',
     'event_source', 'aggregate_sequence', 'event', 'event_default', 'endpoint', 'route', 'delivery', 'delivery_default',
-    'delivery_action'],
+    'delivery_action', 'contract_subject', 'contract'],
     'plantsync has exactly the documented tables');
 SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter'], 'plantsync has exactly the documented views');
 
