@@ -16,7 +16,9 @@ OBJS = \
 	src/ownership/override.o \
 	src/outbox/outbox.o \
 	src/contracts/json_schema.o \
-	src/contracts/contract.o
+	src/contracts/contract.o \
+	src/delivery/launcher.o \
+	src/delivery/worker.o
 
 SQL_FRAGMENTS = \
 	src/core/00_header.sql \
@@ -30,6 +32,7 @@ SQL_FRAGMENTS = \
 	src/ownership/80_ownership.sql \
 	src/contracts/82_contracts.sql \
 	src/outbox/85_outbox.sql \
+	src/delivery/87_delivery.sql \
 	src/core/90_guards.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
@@ -38,7 +41,9 @@ EXTRA_CLEAN = $(DATA_built)
 REGRESS = install state_machine ownership ledger model_bad_input outbox contracts
 REGRESS_OPTS = --load-extension=plantsync
 
-PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/contracts -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/contracts -DPLANTSYNC_VERSION=\"$(EXTVERSION)\" $(shell pkg-config --cflags libcurl) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+SHLIB_LINK += $(shell pkg-config --libs libcurl)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

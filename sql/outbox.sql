@@ -9,11 +9,11 @@ LANGUAGE sql AS $$
 
 -- Endpoints and routes (configuration is the hub's).
 SET plantsync.source_system = 'hub';
-INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES
-    ('erp', 'erp', 'http://127.0.0.1:18080/erp'),
-    ('qms', 'qms', 'http://127.0.0.1:18081/qms'),
-    ('mes', 'mes', 'http://127.0.0.1:18082/mes'),
-    ('erp-stock', 'erp', 'http://127.0.0.1:18080/erp/stock');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http) VALUES
+    ('erp', 'erp', 'http://127.0.0.1:18080/erp', true),
+    ('qms', 'qms', 'http://127.0.0.1:18081/qms', true),
+    ('mes', 'mes', 'http://127.0.0.1:18082/mes', true),
+    ('erp-stock', 'erp', 'http://127.0.0.1:18080/erp/stock', true);
 CREATE FUNCTION regress.work_package(ev plantsync.event) RETURNS jsonb LANGUAGE sql
     AS $$ SELECT jsonb_build_object('order', ev.order_number, 'qty', ev.data->'quantity', 'kind', 'work_package') $$;
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size, filter, transform) VALUES

@@ -185,6 +185,10 @@ if ! start_cluster --fsync-off; then
     finish
 fi
 stage_result cluster PASS "PostgreSQL $PLANTSYNC_PG_MAJOR on $PGHOST port $PGPORT"
+# Delivery workers would send the regression tests' deliveries while the
+# tests look at them: off by default here; the end-to-end tests of delivery
+# switch them on for their own databases.
+psql_admin -d postgres -c "ALTER SYSTEM SET plantsync.delivery_enabled = off" -c "SELECT pg_reload_conf()" >/dev/null
 
 stage_regress
 stage_pgtap

@@ -97,3 +97,6 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Start this database's delivery workers when the installing transaction commits.
+SELECT plantsync.wake_workers();

@@ -144,7 +144,7 @@ load_config(void)
 	uint64		i;
 	Oid			nspid;
 	static const char *const config_tables[] = {
-		"entity", "column_owner", "state", "state_transition", "system_role", "event_source", "contract", "contract_subject", NULL
+		"entity", "column_owner", "state", "state_transition", "system_role", "event_source", "contract", "contract_subject", "endpoint", "endpoint_secret", NULL
 	};
 	int			t;
 

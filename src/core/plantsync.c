@@ -14,6 +14,7 @@
 #include "utils/guc.h"
 
 #include "plantsync.h"
+#include "../delivery/delivery.h"
 
 PG_MODULE_MAGIC;
 
@@ -158,5 +159,6 @@ _PG_init(void)
 #endif
 
 	plantsync_config_cache_init();
+	plantsync_delivery_init();
 	plantsync_override_init();
 }

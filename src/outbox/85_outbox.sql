@@ -120,19 +120,110 @@ CREATE TABLE plantsync.endpoint (
     system_code text NOT NULL REFERENCES plantsync.source_system,
     description text NOT NULL DEFAULT '',
     base_url text NOT NULL
-        CONSTRAINT endpoint_base_url_scheme CHECK (base_url ~ '^https?://'),
+        CONSTRAINT endpoint_base_url_scheme CHECK (base_url ~ '^https?://[^/?#@[:space:]]+'),
+    allow_plain_http boolean NOT NULL DEFAULT false,
+    method text NOT NULL DEFAULT 'POST'
+        CONSTRAINT endpoint_method_check CHECK (method IN ('POST', 'PUT', 'PATCH')),
+    path_template text NOT NULL DEFAULT ''
+        CONSTRAINT endpoint_path_template_format CHECK (path_template !~ '[[:space:][:cntrl:]]'),
+    headers jsonb NOT NULL DEFAULT '{}'
+        CONSTRAINT endpoint_headers_object CHECK (jsonb_typeof(headers) = 'object'),
+    auth_type text NOT NULL DEFAULT 'none'
+        CONSTRAINT endpoint_auth_type_check CHECK (auth_type IN ('none', 'bearer', 'basic', 'api_key', 'erpnext_token')),
+    auth_header text,
+    auth_username text,
+    tls_verify boolean NOT NULL DEFAULT true,
+    ca_file text,
+    client_cert_file text,
+    client_key_file text,
+    connect_timeout_ms integer NOT NULL DEFAULT 10000
+        CONSTRAINT endpoint_connect_timeout_range CHECK (connect_timeout_ms BETWEEN 100 AND 300000),
+    timeout_ms integer NOT NULL DEFAULT 30000
+        CONSTRAINT endpoint_timeout_range CHECK (timeout_ms BETWEEN 100 AND 3600000),
+    max_in_flight integer NOT NULL DEFAULT 32
+        CONSTRAINT endpoint_max_in_flight_range CHECK (max_in_flight BETWEEN 1 AND 1024),
+    rate_limit_per_s numeric
+        CONSTRAINT endpoint_rate_limit_positive CHECK (rate_limit_per_s > 0),
+    retry_schedule interval[] NOT NULL DEFAULT '{0,5 s,5 min,30 min,2 h,5 h,10 h,14 h,20 h,24 h}',
+    circuit_failure_threshold integer NOT NULL DEFAULT 10
+        CONSTRAINT endpoint_circuit_threshold_positive CHECK (circuit_failure_threshold > 0),
+    circuit_probe_interval interval NOT NULL DEFAULT '30 s',
+    max_response_bytes integer NOT NULL DEFAULT 65536
+        CONSTRAINT endpoint_max_response_range CHECK (max_response_bytes BETWEEN 0 AND 16777216),
+    response_handler regproc,
     enabled boolean NOT NULL DEFAULT true,
     disabled_reason text,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT endpoint_plain_http_allowed CHECK (base_url ~ '^https://' OR allow_plain_http),
+    CONSTRAINT endpoint_retry_schedule_nonempty CHECK (cardinality(retry_schedule) >= 1),
+    CONSTRAINT endpoint_auth_settings CHECK (
+        (auth_type <> 'api_key' OR auth_header IS NOT NULL) AND (auth_type <> 'basic' OR auth_username IS NOT NULL)),
+    CONSTRAINT endpoint_client_certificate_pair CHECK ((client_cert_file IS NULL) = (client_key_file IS NULL))
 );
-COMMENT ON TABLE plantsync.endpoint IS 'Targets events are delivered to: an ERP, QMS, planning or maintenance API.';
+COMMENT ON TABLE plantsync.endpoint IS 'Targets events are delivered to: an ERP, QMS, planning or maintenance API, with how to reach it. Secrets are in plantsync.endpoint_secret.';
 COMMENT ON COLUMN plantsync.endpoint.endpoint_id IS 'Name of the endpoint, e.g. erp, qms, warehouse.';
 COMMENT ON COLUMN plantsync.endpoint.system_code IS 'System behind the endpoint.';
 COMMENT ON COLUMN plantsync.endpoint.description IS 'What the endpoint is.';
-COMMENT ON COLUMN plantsync.endpoint.base_url IS 'Base URL (http or https).';
-COMMENT ON COLUMN plantsync.endpoint.enabled IS 'Whether deliveries to it are sent; while disabled they wait, nothing is lost.';
+COMMENT ON COLUMN plantsync.endpoint.base_url IS 'Base URL: https, or http where allow_plain_http says so.';
+COMMENT ON COLUMN plantsync.endpoint.allow_plain_http IS 'Whether plain http is accepted for this endpoint (e.g. a local adapter on the same host).';
+COMMENT ON COLUMN plantsync.endpoint.method IS 'HTTP method: POST, PUT or PATCH.';
+COMMENT ON COLUMN plantsync.endpoint.path_template IS 'Path appended to base_url; {type}, {entity}, {site}, {order}, {lot} and {event_id} are replaced from the event (URL-encoded).';
+COMMENT ON COLUMN plantsync.endpoint.headers IS 'Extra request headers, as a JSON object of strings; CR and LF are refused.';
+COMMENT ON COLUMN plantsync.endpoint.auth_type IS 'none; bearer (secret token); basic (auth_username, secret password); api_key (header auth_header, secret api_key); erpnext_token (Authorization: token <api_key>:<api_secret>).';
+COMMENT ON COLUMN plantsync.endpoint.auth_header IS 'Header name for auth_type api_key, e.g. X-API-Key.';
+COMMENT ON COLUMN plantsync.endpoint.auth_username IS 'User name for auth_type basic.';
+COMMENT ON COLUMN plantsync.endpoint.tls_verify IS 'Whether the server certificate and host name are verified (keep true outside tests).';
+COMMENT ON COLUMN plantsync.endpoint.ca_file IS 'CA bundle (path on the database server) to verify the server with, if not the system''s.';
+COMMENT ON COLUMN plantsync.endpoint.client_cert_file IS 'Client certificate (path on the database server) for mutual TLS.';
+COMMENT ON COLUMN plantsync.endpoint.client_key_file IS 'Client key (path on the database server) for mutual TLS.';
+COMMENT ON COLUMN plantsync.endpoint.connect_timeout_ms IS 'Connect timeout in milliseconds (default 10 s).';
+COMMENT ON COLUMN plantsync.endpoint.timeout_ms IS 'Total request timeout in milliseconds (default 30 s).';
+COMMENT ON COLUMN plantsync.endpoint.max_in_flight IS 'Most requests in flight to this endpoint at once.';
+COMMENT ON COLUMN plantsync.endpoint.rate_limit_per_s IS 'Most requests per second to this endpoint; NULL for no limit.';
+COMMENT ON COLUMN plantsync.endpoint.retry_schedule IS 'Delay before each attempt: the first (normally 0), then one per retry; after the last, the delivery is dead. Each delay gets +-20% jitter and is raised to Retry-After.';
+COMMENT ON COLUMN plantsync.endpoint.circuit_failure_threshold IS 'Consecutive failed attempts that open the circuit: nothing is sent until a probe succeeds.';
+COMMENT ON COLUMN plantsync.endpoint.circuit_probe_interval IS 'How often one probe request is let through while the circuit is open.';
+COMMENT ON COLUMN plantsync.endpoint.max_response_bytes IS 'Response bytes kept (and read: the rest is refused while streaming).';
+COMMENT ON COLUMN plantsync.endpoint.response_handler IS 'SQL function (delivery_id uuid, status_code integer, response text) called for each delivered request, e.g. to store the ERP document number.';
+COMMENT ON COLUMN plantsync.endpoint.enabled IS 'Whether deliveries to it are sent; while disabled they wait, nothing is lost. A 410 Gone answer disables it.';
 COMMENT ON COLUMN plantsync.endpoint.disabled_reason IS 'Why it was disabled.';
 COMMENT ON COLUMN plantsync.endpoint.created_at IS 'When it was configured.';
+
+CREATE TABLE plantsync.endpoint_secret (
+    endpoint_id text NOT NULL REFERENCES plantsync.endpoint ON DELETE CASCADE,
+    name text NOT NULL
+        CONSTRAINT endpoint_secret_name_check CHECK (name IN ('token', 'password', 'api_key', 'api_secret', 'signing_secret', 'signing_secret_previous')),
+    value text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (endpoint_id, name)
+);
+REVOKE ALL ON plantsync.endpoint_secret FROM PUBLIC;
+COMMENT ON TABLE plantsync.endpoint_secret IS 'Credentials and signing secrets of endpoints. Readable only by the extension''s owner (the administrator); never copied into logs, errors, views or attempt records.';
+COMMENT ON COLUMN plantsync.endpoint_secret.endpoint_id IS 'Endpoint.';
+COMMENT ON COLUMN plantsync.endpoint_secret.name IS 'token, password, api_key, api_secret, signing_secret (Standard Webhooks whsec_...), signing_secret_previous (kept during rotation: requests then carry both signatures).';
+COMMENT ON COLUMN plantsync.endpoint_secret.value IS 'The secret.';
+COMMENT ON COLUMN plantsync.endpoint_secret.updated_at IS 'When it was set.';
+
+CREATE TABLE plantsync.endpoint_state (
+    endpoint_id text PRIMARY KEY REFERENCES plantsync.endpoint ON DELETE CASCADE,
+    circuit text NOT NULL DEFAULT 'closed'
+        CONSTRAINT endpoint_state_circuit_check CHECK (circuit IN ('closed', 'open', 'half_open')),
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    opened_at timestamptz,
+    next_probe_at timestamptz,
+    last_success_at timestamptz,
+    last_failure_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE plantsync.endpoint_state IS 'Circuit breaker of each endpoint, kept by the delivery workers.';
+COMMENT ON COLUMN plantsync.endpoint_state.endpoint_id IS 'Endpoint.';
+COMMENT ON COLUMN plantsync.endpoint_state.circuit IS 'closed (sending), open (nothing sent until the next probe), half_open (one probe in flight).';
+COMMENT ON COLUMN plantsync.endpoint_state.consecutive_failures IS 'Failed attempts in a row.';
+COMMENT ON COLUMN plantsync.endpoint_state.opened_at IS 'When the circuit last opened.';
+COMMENT ON COLUMN plantsync.endpoint_state.next_probe_at IS 'When the next probe may go while open.';
+COMMENT ON COLUMN plantsync.endpoint_state.last_success_at IS 'Last 2xx.';
+COMMENT ON COLUMN plantsync.endpoint_state.last_failure_at IS 'Last failed attempt.';
+COMMENT ON COLUMN plantsync.endpoint_state.updated_at IS 'When the row last changed.';
 
 CREATE TABLE plantsync.route (
     route_id text PRIMARY KEY
@@ -327,8 +418,9 @@ BEGIN
         RAISE EXCEPTION 'days_ahead must be between 1 and 366, not %', days_ahead
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOREACH parent IN ARRAY ARRAY['event', 'delivery'] LOOP
-        key := CASE parent WHEN 'event' THEN 'recorded_at' ELSE 'created_at' END;
+    FOREACH parent IN ARRAY ARRAY['event', 'delivery', 'delivery_attempt'] LOOP
+        CONTINUE WHEN to_regclass(format('plantsync.%I', parent)) IS NULL;
+        key := CASE parent WHEN 'event' THEN 'recorded_at' WHEN 'delivery' THEN 'created_at' ELSE 'attempted_at' END;
         -- Days that have rows in the default partition get their partition
         -- (with the rows moved into it), and so do today and the days ahead.
         FOR d IN EXECUTE format('SELECT DISTINCT %I::date FROM plantsync.%I
@@ -350,7 +442,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.maintain_partitions(integer) IS
-'Creates the daily partitions of plantsync.event and plantsync.delivery up to days_ahead days from today, and moves rows that landed in the default partitions into partitions of their own. Returns the partitions created. Run daily (plantsync.schedule_jobs() does it with pg_cron).';
+'Creates the daily partitions of plantsync.event, plantsync.delivery and plantsync.delivery_attempt up to days_ahead days from today, and moves rows that landed in the default partitions into partitions of their own. Returns the partitions created. Run daily (plantsync.schedule_jobs() does it with pg_cron).';
 
 CREATE FUNCTION plantsync.purge(older_than interval DEFAULT '30 days')
 RETURNS TABLE (partition_name text, rows_dropped bigint)
@@ -374,7 +466,7 @@ BEGIN
                JOIN pg_class c ON c.oid = i.inhrelid
                JOIN pg_class parent ON parent.oid = i.inhparent
               WHERE parent.relnamespace = 'plantsync'::regnamespace
-                AND parent.relname IN ('event', 'delivery')
+                AND parent.relname IN ('event', 'delivery', 'delivery_attempt')
                 AND c.relname ~ '_p[0-9]{8}$'
               ORDER BY c.relname LOOP
         day := to_date(right(p.relname, 8), 'YYYYMMDD');
@@ -385,9 +477,11 @@ BEGIN
         IF p.parent = 'event' THEN
             EXECUTE format('SELECT count(*) FROM plantsync.delivery d WHERE d.event_recorded_at >= %L AND d.event_recorded_at < %L
                               AND d.status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', day, day + 1) INTO open_count;
-        ELSE
+        ELSIF p.parent = 'delivery' THEN
             EXECUTE format('SELECT count(*) FROM plantsync.%I WHERE status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', p.relname)
                INTO open_count;
+        ELSE
+            open_count := 0;    -- attempts are history only
         END IF;
         CONTINUE WHEN open_count > 0;
         EXECUTE format('SELECT count(*) FROM plantsync.%I', p.relname) INTO n;

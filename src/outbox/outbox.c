@@ -33,6 +33,7 @@
 #include "utils/uuid.h"
 
 #include "plantsync.h"
+#include "../delivery/delivery.h"
 
 PG_FUNCTION_INFO_V1(plantsync_outbox);
 
@@ -179,8 +180,10 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 						   " ev.aggregate_type || ':' || ev.aggregate_id, ev.aggregate_seq,"
 						   " CASE WHEN rt.transform IS NOT NULL THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END"
 						   " FROM ev JOIN plantsync.route rt ON rt.enabled AND ev.type LIKE rt.event_type_like"
-						   " AND (rt.filter IS NULL OR jsonb_path_exists(ev.data, rt.filter, '{}', true)))"
-						   " SELECT CASE WHEN $13 THEN to_jsonb(ev)::text END FROM ev");
+						   " AND (rt.filter IS NULL OR jsonb_path_exists(ev.data, rt.filter, '{}', true))"
+						   " RETURNING status)"
+						   " SELECT CASE WHEN $13 THEN to_jsonb(ev)::text END,"
+						   " (SELECT count(*) FROM dl WHERE status = 'pending') FROM ev");
 
 	types[11] = RelationGetForm(rel)->reltype;
 	/* Generic plan from the start: re-planning this statement per event would cost more than running it. */
@@ -377,6 +380,15 @@ plantsync_outbox(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "plantsync: writing the outbox event failed: %s", SPI_result_code_string(rc));
 
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		deliveries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+		/* the endpoint's workers are woken when this transaction commits */
+		if (deliveries > 0)
+			plantsync_wake_at_commit();
+	}
 	if (plantsync_emit_wal_messages && SPI_processed == 1)
 	{
 		char	   *json = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);

@@ -29,7 +29,7 @@ SET plantsync.source_system = 'hub';
 INSERT INTO plantsync.site (site_id, name) VALUES ('P1', 'Plant');
 INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('P1', 'L1', 'Store');
 INSERT INTO plantsync.equipment (site_id, equipment_code, name, equipment_level) VALUES ('P1', 'WC1', 'Work center', 'WorkCenter');
-INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('erp', 'erp', 'http://127.0.0.1:9/');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http) VALUES ('erp', 'erp', 'http://127.0.0.1:9/', true);
 SET plantsync.source_system = 'erp';
 INSERT INTO plantsync.material (site_id, material_number, description, base_uom) VALUES ('P1', 'RM', 'Raw', 'KG');
 INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)

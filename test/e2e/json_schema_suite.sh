@@ -18,5 +18,5 @@ psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "C
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION plantsync"
 rc=0
 python3 "$PLANTSYNC_TOP/test/contracts/json_schema_suite.py" "$SUITE" "$DB" || rc=$?
-psql -X -q -d postgres -c "DROP DATABASE $DB"
+psql -X -q -d postgres -c "DROP DATABASE $DB WITH (FORCE)"
 exit $rc

@@ -78,5 +78,5 @@ check "the outbox table agrees: sequences 1..n per lot" \
     test "$(result "SELECT count(*) FROM (SELECT aggregate_id, max(aggregate_seq) m, count(*) c, count(DISTINCT aggregate_seq) d
                      FROM plantsync.event WHERE aggregate_type = 'lot' GROUP BY aggregate_id) s WHERE m <> c OR c <> d")" = 0
 
-psql_q -d postgres -c "DROP DATABASE $DB"
+psql_q -d postgres -c "DROP DATABASE $DB WITH (FORCE)"
 counts_ok

@@ -29,5 +29,5 @@ trap - EXIT
 restore
 psql_q -d e2e_preload -c "CREATE EXTENSION plantsync"
 check "preloaded again, it installs" test "$(psql -X -At -d e2e_preload -c "SELECT extversion FROM pg_extension WHERE extname = 'plantsync'")" = 0.1.0
-psql_q -d postgres -c "DROP DATABASE e2e_preload"
+psql_q -d postgres -c "DROP DATABASE e2e_preload WITH (FORCE)"
 counts_ok

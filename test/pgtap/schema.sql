@@ -13,9 +13,10 @@ SELECT tables_are('plantsync', ARRAY[
     'state_machine', 'state', 'state_transition', 'state_change',
     'entity', 'column_owner', 'system_role', 'ownership_override',
     'event_source', 'aggregate_sequence', 'event', 'event_default', 'endpoint', 'route', 'delivery', 'delivery_default',
-    'delivery_action', 'contract_subject', 'contract'],
+    'delivery_action', 'contract_subject', 'contract', 'endpoint_secret', 'endpoint_state', 'delivery_attempt',
+    'delivery_attempt_default'],
     'plantsync has exactly the documented tables');
-SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter'], 'plantsync has exactly the documented views');
+SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter', 'worker_status'], 'plantsync has exactly the documented views');
 
 -- Every table has a primary key.
 SELECT has_pk('plantsync', c.relname::name, format('%s has a primary key', c.relname))
@@ -115,6 +116,8 @@ SELECT is_empty($$
     'no SECURITY DEFINER function is executable by PUBLIC');
 SELECT ok(NOT has_function_privilege('public', 'plantsync.override_ownership(text)', 'EXECUTE'),
           'override_ownership is not executable by PUBLIC');
+SELECT ok(NOT has_table_privilege('public', 'plantsync.endpoint_secret', 'SELECT'),
+          'endpoint secrets are not readable by PUBLIC');
 SELECT is_empty($$
     SELECT c.relname FROM pg_class c
      WHERE c.relnamespace = 'plantsync'::regnamespace AND c.relkind = 'v'

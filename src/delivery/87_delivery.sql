@@ -1,0 +1,136 @@
+-- Delivery: the background workers (worker.c, launcher.c, http.c) claim
+-- deliveries, send them with libcurl and settle them here: one statement per
+-- batch of outcomes, every attempt recorded.
+
+CREATE TABLE plantsync.delivery_attempt (
+    delivery_id uuid NOT NULL,
+    attempted_at timestamptz NOT NULL,
+    attempt integer NOT NULL,
+    endpoint_id text NOT NULL,
+    outcome text NOT NULL
+        CONSTRAINT delivery_attempt_outcome_check CHECK (outcome IN ('delivered', 'retrying', 'dead')),
+    status_code integer,
+    latency_ms integer,
+    error text,
+    response_excerpt text,
+    PRIMARY KEY (delivery_id, attempt, attempted_at)
+) PARTITION BY RANGE (attempted_at);
+CREATE TABLE plantsync.delivery_attempt_default PARTITION OF plantsync.delivery_attempt DEFAULT;
+CREATE INDEX delivery_attempt_endpoint_idx ON plantsync.delivery_attempt (endpoint_id, attempted_at);
+COMMENT ON TABLE plantsync.delivery_attempt IS 'Every attempt to deliver: when, the outcome, HTTP status, latency, error and a capped excerpt of the response. Partitioned by day.';
+COMMENT ON TABLE plantsync.delivery_attempt_default IS 'Attempts made before their day''s partition existed; plantsync.maintain_partitions() moves them.';
+COMMENT ON COLUMN plantsync.delivery_attempt.delivery_id IS 'Delivery.';
+COMMENT ON COLUMN plantsync.delivery_attempt.attempted_at IS 'When the request was sent.';
+COMMENT ON COLUMN plantsync.delivery_attempt.attempt IS 'Attempt number (1 = first).';
+COMMENT ON COLUMN plantsync.delivery_attempt.endpoint_id IS 'Endpoint.';
+COMMENT ON COLUMN plantsync.delivery_attempt.outcome IS 'delivered, retrying or dead.';
+COMMENT ON COLUMN plantsync.delivery_attempt.status_code IS 'HTTP status; NULL when no response came (timeout, refused, reset).';
+COMMENT ON COLUMN plantsync.delivery_attempt.latency_ms IS 'Time from sending to the complete response.';
+COMMENT ON COLUMN plantsync.delivery_attempt.error IS 'What went wrong, if anything.';
+COMMENT ON COLUMN plantsync.delivery_attempt.response_excerpt IS 'Start of the response body (at most 2000 characters).';
+
+CREATE FUNCTION plantsync.settle_deliveries(ids uuid[], created timestamptz[], outcomes text[], status_codes integer[],
+                                            errors text[], next_attempts timestamptz[], attempted timestamptz[],
+                                            latencies integer[], responses text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+DECLARE
+    n integer;
+    h record;
+BEGIN
+    WITH o AS (
+        SELECT * FROM unnest(ids, created, outcomes, status_codes, errors, next_attempts, attempted, latencies, responses)
+                   AS o(id, created, outcome, status_code, error, next_attempt, attempted_at, latency, response)
+    ), upd AS (
+        UPDATE plantsync.delivery d
+           SET status = o.outcome, last_status_code = o.status_code, last_error = o.error,
+               next_attempt_at = COALESCE(o.next_attempt, d.next_attempt_at), lease_until = NULL,
+               delivered_at = CASE WHEN o.outcome = 'delivered' THEN now() END, updated_at = now()
+          FROM o
+         WHERE d.id = o.id AND d.created_at = o.created AND d.status = 'in_flight'
+        RETURNING d.id, d.attempts, d.endpoint_id, o.outcome, o.status_code, o.error, o.attempted_at, o.latency, o.response
+    )
+    INSERT INTO plantsync.delivery_attempt (delivery_id, attempted_at, attempt, endpoint_id, outcome, status_code,
+                                            latency_ms, error, response_excerpt)
+    SELECT id, attempted_at, attempts, endpoint_id, outcome, status_code, latency, error, left(response, 2000) FROM upd;
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    -- Response handlers see each delivered request's response.
+    FOR h IN SELECT e.response_handler, o.id, o.status_code, o.response
+               FROM unnest(ids, outcomes, status_codes, responses) AS o(id, outcome, status_code, response)
+               JOIN plantsync.delivery d ON d.id = o.id
+               JOIN plantsync.endpoint e ON e.endpoint_id = d.endpoint_id
+              WHERE o.outcome = 'delivered' AND e.response_handler IS NOT NULL LOOP
+        EXECUTE format('SELECT %s($1, $2, $3)', h.response_handler) USING h.id, h.status_code, h.response;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION plantsync.settle_deliveries(uuid[], timestamptz[], text[], integer[], text[], timestamptz[], timestamptz[], integer[], text[]) IS
+'Used by the delivery workers: records the outcomes of a batch of attempts (delivered, retrying with the next attempt time, dead) and calls the endpoints'' response handlers, in one transaction.';
+
+CREATE FUNCTION plantsync.endpoint_outcome(p_endpoint_id text, p_circuit text, p_failures integer,
+                                           p_success boolean, p_disable_reason text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO plantsync.endpoint_state AS s (endpoint_id, circuit, consecutive_failures, opened_at, next_probe_at,
+                                              last_success_at, last_failure_at, updated_at)
+    SELECT p_endpoint_id, p_circuit, p_failures,
+           CASE WHEN p_circuit = 'open' THEN now() END,
+           CASE WHEN p_circuit = 'open' THEN now() + e.circuit_probe_interval END,
+           CASE WHEN p_success THEN now() END, CASE WHEN NOT p_success THEN now() END, now()
+      FROM plantsync.endpoint e WHERE e.endpoint_id = p_endpoint_id
+    ON CONFLICT (endpoint_id) DO UPDATE
+       SET circuit = EXCLUDED.circuit, consecutive_failures = EXCLUDED.consecutive_failures,
+           opened_at = CASE WHEN EXCLUDED.circuit = 'open' AND s.circuit <> 'open' THEN now()
+                            WHEN EXCLUDED.circuit = 'closed' THEN NULL ELSE s.opened_at END,
+           next_probe_at = EXCLUDED.next_probe_at,
+           last_success_at = COALESCE(EXCLUDED.last_success_at, s.last_success_at),
+           last_failure_at = COALESCE(EXCLUDED.last_failure_at, s.last_failure_at),
+           updated_at = now();
+    IF p_disable_reason IS NOT NULL THEN
+        UPDATE plantsync.endpoint SET enabled = false, disabled_reason = p_disable_reason WHERE endpoint_id = p_endpoint_id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.endpoint_outcome(text, text, integer, boolean, text) IS
+'Used by the delivery workers: records an endpoint''s circuit state, and disables it (410 Gone) with a reason.';
+
+CREATE FUNCTION plantsync.wake_workers()
+RETURNS void
+AS 'MODULE_PATHNAME', 'plantsync_wake_workers'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION plantsync.wake_workers() IS
+'Asks the launcher to start this database''s delivery workers now (CREATE EXTENSION calls it) and wakes the running ones.';
+
+CREATE FUNCTION plantsync.worker_info()
+RETURNS TABLE (database_name text, worker_index integer, pid integer, started_at timestamptz, in_flight integer,
+               delivered bigint, retried bigint, dead bigint)
+AS 'MODULE_PATHNAME', 'plantsync_worker_info'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION plantsync.worker_info() IS 'The delivery workers of every database, from shared memory.';
+
+CREATE VIEW plantsync.worker_status WITH (security_invoker = true) AS
+SELECT w.worker_index, w.pid, w.started_at, w.in_flight, w.delivered, w.retried, w.dead, w.database_name
+  FROM plantsync.worker_info() AS w
+ WHERE w.database_name = current_database();
+COMMENT ON VIEW plantsync.worker_status IS 'The delivery workers of this database: process id, when each started, how many requests it has in flight, and what it has done.';
+COMMENT ON COLUMN plantsync.worker_status.worker_index IS 'Index of the worker within its database (0 .. plantsync.workers_per_database - 1).';
+COMMENT ON COLUMN plantsync.worker_status.pid IS 'Process id (pg_stat_activity.pid).';
+COMMENT ON COLUMN plantsync.worker_status.started_at IS 'When the worker (last) started.';
+COMMENT ON COLUMN plantsync.worker_status.in_flight IS 'Requests in flight now.';
+COMMENT ON COLUMN plantsync.worker_status.delivered IS 'Deliveries delivered since it started.';
+COMMENT ON COLUMN plantsync.worker_status.retried IS 'Attempts that failed and will be retried, since it started.';
+COMMENT ON COLUMN plantsync.worker_status.dead IS 'Deliveries dead-lettered since it started.';
+COMMENT ON COLUMN plantsync.worker_status.database_name IS 'Database.';
+
+CREATE TRIGGER plantsync_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON plantsync.endpoint
+    FOR EACH STATEMENT EXECUTE FUNCTION plantsync.config_changed();
+CREATE TRIGGER plantsync_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON plantsync.endpoint_secret
+    FOR EACH STATEMENT EXECUTE FUNCTION plantsync.config_changed();

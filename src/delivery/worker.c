@@ -1,0 +1,1181 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  A delivery worker: claims due deliveries under a lease, sends them
+ *	  with the libcurl multi interface (many requests in flight, connections
+ *	  kept alive and reused, HTTP/2 where offered), classifies each outcome,
+ *	  and settles the outcomes in batches, one transaction each.
+ *
+ *	  The loop never blocks on one endpoint: claims, transfers and settling
+ *	  interleave, so a slow or failing endpoint (or ordering key) holds back
+ *	  only itself. Per endpoint it keeps a circuit breaker, a request limit
+ *	  and a rate limit. Long-lived state lives in the worker's context; each
+ *	  batch's in a scratch context reset afterwards.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/base64.h"
+#include "common/cryptohash.h"
+#include "common/hmac.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "plantsync.h"
+#include "delivery.h"
+
+#define SETTLE_BATCH 512
+#define SETTLE_INTERVAL_MS 20
+#define CLAIM_INTERVAL_MS 20
+
+typedef struct Endpoint
+{
+	char	   *id;
+	char	   *base_url;
+	char	   *method;
+	char	   *path_template;
+	struct curl_slist *fixed_headers;	/* headers, auth */
+	bool		tls_verify;
+	char	   *ca_file;
+	char	   *client_cert_file;
+	char	   *client_key_file;
+	long		connect_timeout_ms;
+	long		timeout_ms;
+	int			max_in_flight;
+	double		rate_limit;		/* 0: none */
+	int			n_schedule;
+	int64	   *schedule_ms;
+	int			failure_threshold;
+	int64		probe_interval_ms;
+	int			max_response_bytes;
+	int			n_signing_keys;
+	char	   *signing_keys[2];
+	int			signing_key_len[2];
+
+	/* runtime */
+	int			in_flight;
+	double		tokens;
+	TimestampTz tokens_at;
+	int			consecutive_failures;
+	bool		circuit_open;
+	TimestampTz next_probe_at;
+	bool		probing;
+	bool		seen;
+} Endpoint;
+
+/* One HTTP request: one delivery, or one batch of deliveries. */
+typedef struct Request
+{
+	Endpoint   *ep;
+	int			n;
+	pg_uuid_t  *ids;
+	TimestampTz *created;
+	int		   *attempts;
+	char	   *body;
+	CURL	   *easy;
+	struct curl_slist *headers;
+	StringInfoData response;
+	double		retry_after_s;
+	TimestampTz started;
+	char		errbuf[CURL_ERROR_SIZE];
+} Request;
+
+/* A settled outcome waiting to be written. */
+typedef struct Outcome
+{
+	pg_uuid_t	id;
+	TimestampTz created;
+	const char *outcome;
+	int			status_code;
+	char	   *error;
+	TimestampTz next_attempt;
+	TimestampTz attempted;
+	int			latency_ms;
+	char	   *response;
+} Outcome;
+
+static MemoryContext worker_context;
+static MemoryContext batch_context;
+static List *endpoints = NIL;
+static uint64 endpoints_generation = 0;
+static CURLM *multi = NULL;
+static int	in_flight = 0;
+static Outcome *outcomes = NULL;
+static int	n_outcomes = 0;
+static List *endpoint_events = NIL;	/* (endpoint id, circuit, failures, success, disable reason) */
+static PsWorkerSlot *my_slot;
+
+typedef struct EndpointEvent
+{
+	char	   *endpoint_id;
+	const char *circuit;
+	int			failures;
+	bool		success;
+	char	   *disable_reason;
+} EndpointEvent;
+
+/* ---------- configuration ---------- */
+
+static bool
+header_value_ok(const char *s)
+{
+	return strpbrk(s, "\r\n") == NULL;
+}
+
+static int64
+interval_ms(Interval *iv)
+{
+	return iv->time / 1000 + (int64) iv->day * 86400000 + (int64) iv->month * 30 * 86400000;
+}
+
+static char *
+secret_of(const char *endpoint_id, const char *name)
+{
+	Datum		args[2];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	int			rc;
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *value = NULL;
+
+	args[0] = CStringGetTextDatum(endpoint_id);
+	args[1] = CStringGetTextDatum(name);
+	rc = SPI_execute_with_args("SELECT value FROM plantsync.endpoint_secret WHERE endpoint_id = $1 AND name = $2",
+							   2, types, args, NULL, true, 1);
+	if (rc == SPI_OK_SELECT && SPI_processed > 0)
+		value = MemoryContextStrdup(worker_context, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	/* SPI leaves us in its own context: go back to the caller's */
+	MemoryContextSwitchTo(caller);
+	return value;
+}
+
+static void
+add_header(Endpoint *ep, const char *name, const char *value)
+{
+	char	   *line;
+
+	if (!header_value_ok(name) || !header_value_ok(value))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("plantsync: a header of endpoint \"%s\" contains CR or LF and is not sent", ep->id)));
+		return;
+	}
+	line = psprintf("%s: %s", name, value);
+	ep->fixed_headers = curl_slist_append(ep->fixed_headers, line);
+	pfree(line);
+}
+
+/* Standard Webhooks secrets are "whsec_" + base64 of the key. */
+static void
+add_signing_key(Endpoint *ep, char *secret)
+{
+	const char *b64;
+	int			len;
+	char	   *key;
+
+	if (secret == NULL)
+		return;
+	b64 = strncmp(secret, "whsec_", 6) == 0 ? secret + 6 : NULL;
+	if (b64)
+	{
+		len = pg_b64_dec_len(strlen(b64));
+		key = MemoryContextAlloc(worker_context, len + 1);
+		len = pg_b64_decode(b64, strlen(b64), key, len);
+		if (len < 0)
+		{
+			ereport(WARNING,
+					(errmsg("plantsync: the signing secret of endpoint \"%s\" is not valid base64 after \"whsec_\"; requests are not signed with it", ep->id)));
+			return;
+		}
+	}
+	else
+	{
+		key = secret;
+		len = strlen(secret);
+	}
+	ep->signing_keys[ep->n_signing_keys] = key;
+	ep->signing_key_len[ep->n_signing_keys] = len;
+	ep->n_signing_keys++;
+}
+
+static Endpoint *
+find_endpoint(const char *id)
+{
+	ListCell   *lc;
+
+	foreach(lc, endpoints)
+	{
+		Endpoint   *ep = lfirst(lc);
+
+		if (strcmp(ep->id, id) == 0)
+			return ep;
+	}
+	return NULL;
+}
+
+/* (Re)loads the enabled endpoints; keeps runtime state of those that stay. */
+static void
+load_endpoints(void)
+{
+	int			rc;
+	uint64		i;
+	SPITupleTable *rows;
+	uint64		nrows;
+	List	   *fresh = NIL;
+	ListCell   *lc;
+	MemoryContext old;
+
+	rc = SPI_execute("SELECT endpoint_id, base_url, method, path_template, headers::text, auth_type, auth_header, "
+					 "auth_username, tls_verify, ca_file, client_cert_file, client_key_file, connect_timeout_ms, "
+					 "timeout_ms, max_in_flight, rate_limit_per_s::float8, retry_schedule, circuit_failure_threshold, "
+					 "circuit_probe_interval, max_response_bytes, "
+					 "(SELECT s.circuit = 'open' FROM plantsync.endpoint_state s WHERE s.endpoint_id = e.endpoint_id) "
+					 "FROM plantsync.endpoint e WHERE enabled", true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "plantsync: endpoint query failed: %s", SPI_result_code_string(rc));
+
+	/* secret_of() runs queries of its own: keep this result at hand */
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	old = MemoryContextSwitchTo(worker_context);
+	for (i = 0; i < nrows; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		char	   *id = SPI_getvalue(tup, desc, 1);
+		Endpoint   *prev = find_endpoint(id);
+		Endpoint   *ep = palloc0(sizeof(Endpoint));
+		bool		isnull;
+		char	   *auth_type;
+		Datum		d;
+
+		ep->id = pstrdup(id);
+		ep->base_url = pstrdup(SPI_getvalue(tup, desc, 2));
+		ep->method = pstrdup(SPI_getvalue(tup, desc, 3));
+		ep->path_template = pstrdup(SPI_getvalue(tup, desc, 4));
+		ep->tls_verify = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+		ep->ca_file = SPI_getvalue(tup, desc, 10);
+		ep->client_cert_file = SPI_getvalue(tup, desc, 11);
+		ep->client_key_file = SPI_getvalue(tup, desc, 12);
+		ep->connect_timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 13, &isnull));
+		ep->timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
+		ep->max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+		d = SPI_getbinval(tup, desc, 16, &isnull);
+		ep->rate_limit = isnull ? 0 : DatumGetFloat8(d);
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 17, &isnull));
+			Datum	   *elems;
+			int			n;
+			int			k;
+
+			deconstruct_array(arr, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE, &elems, NULL, &n);
+			ep->n_schedule = n;
+			ep->schedule_ms = palloc(sizeof(int64) * n);
+			for (k = 0; k < n; k++)
+				ep->schedule_ms[k] = interval_ms(DatumGetIntervalP(elems[k]));
+		}
+		ep->failure_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
+		ep->probe_interval_ms = interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 19, &isnull)));
+		ep->max_response_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 20, &isnull));
+
+		/* headers: content type first, then configured ones, then auth */
+		ep->fixed_headers = curl_slist_append(NULL, "Content-Type: application/json");
+		ep->fixed_headers = curl_slist_append(ep->fixed_headers, "User-Agent: plantsync/" PLANTSYNC_VERSION);
+		ep->fixed_headers = curl_slist_append(ep->fixed_headers, "Expect:");
+		{
+			Jsonb	   *hdrs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(SPI_getvalue(tup, desc, 5))));
+			JsonbIterator *it = JsonbIteratorInit(&hdrs->root);
+			JsonbValue	k;
+			JsonbValue	v;
+			JsonbIteratorToken tok;
+
+			while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+			{
+				if (tok != WJB_KEY)
+					continue;
+				JsonbIteratorNext(&it, &v, true);
+				if (v.type == jbvString)
+					add_header(ep, pnstrdup(k.val.string.val, k.val.string.len),
+							   pnstrdup(v.val.string.val, v.val.string.len));
+			}
+		}
+		auth_type = SPI_getvalue(tup, desc, 6);
+		{
+			char	   *auth_header = SPI_getvalue(tup, desc, 7);
+			char	   *username = SPI_getvalue(tup, desc, 8);
+
+			if (strcmp(auth_type, "bearer") == 0)
+			{
+				char	   *token = secret_of(id, "token");
+
+				if (token)
+					add_header(ep, "Authorization", psprintf("Bearer %s", token));
+			}
+			else if (strcmp(auth_type, "basic") == 0)
+			{
+				char	   *password = secret_of(id, "password");
+				char	   *plain = psprintf("%s:%s", username, password ? password : "");
+				int			len = pg_b64_enc_len(strlen(plain));
+				char	   *enc = palloc(len + 1);
+
+				len = pg_b64_encode(plain, strlen(plain), enc, len);
+				enc[len] = '\0';
+				add_header(ep, "Authorization", psprintf("Basic %s", enc));
+			}
+			else if (strcmp(auth_type, "api_key") == 0)
+			{
+				char	   *key = secret_of(id, "api_key");
+
+				if (key)
+					add_header(ep, auth_header, key);
+			}
+			else if (strcmp(auth_type, "erpnext_token") == 0)
+			{
+				char	   *key = secret_of(id, "api_key");
+				char	   *secret = secret_of(id, "api_secret");
+
+				if (key && secret)
+					add_header(ep, "Authorization", psprintf("token %s:%s", key, secret));
+			}
+			add_signing_key(ep, secret_of(id, "signing_secret"));
+			add_signing_key(ep, secret_of(id, "signing_secret_previous"));
+		}
+
+		if (prev)
+		{
+			ep->in_flight = prev->in_flight;
+			ep->tokens = prev->tokens;
+			ep->tokens_at = prev->tokens_at;
+			ep->consecutive_failures = prev->consecutive_failures;
+			ep->circuit_open = prev->circuit_open;
+			ep->next_probe_at = prev->next_probe_at;
+			ep->probing = prev->probing;
+		}
+		else
+		{
+			bool		open_isnull;
+			Datum		open = SPI_getbinval(tup, desc, 21, &open_isnull);
+
+			ep->tokens = ep->rate_limit > 0 ? ep->rate_limit : 0;
+			ep->tokens_at = GetCurrentTimestamp();
+			/* an endpoint whose circuit was open stays so until its next probe */
+			ep->circuit_open = !open_isnull && DatumGetBool(open);
+			ep->next_probe_at = GetCurrentTimestamp();
+		}
+		fresh = lappend(fresh, ep);
+	}
+	MemoryContextSwitchTo(old);
+
+	/* requests in flight keep pointing at the old entries: keep them alive */
+	foreach(lc, endpoints)
+	{
+		Endpoint   *ep = lfirst(lc);
+
+		if (ep->in_flight == 0 && ep->fixed_headers)
+		{
+			curl_slist_free_all(ep->fixed_headers);
+			ep->fixed_headers = NULL;
+		}
+	}
+	endpoints = fresh;
+}
+
+/* ---------- building requests ---------- */
+
+static void
+append_url_encoded(StringInfo buf, const char *s)
+{
+	char	   *enc = curl_easy_escape(NULL, s ? s : "", 0);
+
+	appendStringInfoString(buf, enc);
+	curl_free(enc);
+}
+
+static char *
+build_url(Endpoint *ep, HeapTuple tup, TupleDesc desc)
+{
+	StringInfoData url;
+	const char *p;
+
+	initStringInfo(&url);
+	appendStringInfoString(&url, ep->base_url);
+	for (p = ep->path_template; *p; p++)
+	{
+		static const struct
+		{
+			const char *name;
+			int			col;
+		}			vars[] = {
+			{"{type}", 6}, {"{event_id}", 5}, {"{entity}", 12}, {"{site}", 13}, {"{order}", 14}, {"{lot}", 15}
+		};
+		int			v;
+		bool		replaced = false;
+
+		for (v = 0; v < (int) lengthof(vars); v++)
+		{
+			int			len = strlen(vars[v].name);
+
+			if (strncmp(p, vars[v].name, len) == 0)
+			{
+				append_url_encoded(&url, SPI_getvalue(tup, desc, vars[v].col));
+				p += len - 1;
+				replaced = true;
+				break;
+			}
+		}
+		if (!replaced)
+			appendStringInfoChar(&url, *p);
+	}
+	return url.data;
+}
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	Request    *req = userdata;
+	size_t		len = size * nmemb;
+	size_t		room = req->ep->max_response_bytes > req->response.len ?
+		req->ep->max_response_bytes - req->response.len : 0;
+
+	/* keep at most max_response_bytes; drain (and drop) the rest */
+	if (room > 0)
+		appendBinaryStringInfo(&req->response, data, Min(len, room));
+	return len;
+}
+
+static size_t
+header_cb(char *data, size_t size, size_t nitems, void *userdata)
+{
+	Request    *req = userdata;
+	size_t		len = size * nitems;
+
+	if (len > 12 && pg_strncasecmp(data, "Retry-After:", 12) == 0)
+	{
+		char		value[128];
+		size_t		vlen = Min(len - 12, sizeof(value) - 1);
+		char	   *v = value;
+		char	   *end;
+		double		secs;
+
+		memcpy(value, data + 12, vlen);
+		value[vlen] = '\0';
+		while (*v == ' ' || *v == '\t')
+			v++;
+		value[strcspn(value, "\r\n")] = '\0';
+		secs = strtod(v, &end);
+		if (end == v)
+		{
+			time_t		when = curl_getdate(v, NULL);
+
+			secs = when > 0 ? difftime(when, time(NULL)) : 0;
+		}
+		if (secs > 0)
+			req->retry_after_s = secs;
+	}
+	return len;
+}
+
+/* Standard Webhooks: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>. */
+static char *
+webhook_signatures(Endpoint *ep, const char *msg_id, const char *timestamp, const char *body, size_t body_len)
+{
+	StringInfoData out;
+	int			k;
+
+	initStringInfo(&out);
+	for (k = 0; k < ep->n_signing_keys; k++)
+	{
+		pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+		uint8		mac[32];
+		char		b64[64];
+		int			len;
+
+		if (ctx == NULL ||
+			pg_hmac_init(ctx, (uint8 *) ep->signing_keys[k], ep->signing_key_len[k]) < 0 ||
+			pg_hmac_update(ctx, (uint8 *) msg_id, strlen(msg_id)) < 0 ||
+			pg_hmac_update(ctx, (uint8 *) ".", 1) < 0 ||
+			pg_hmac_update(ctx, (uint8 *) timestamp, strlen(timestamp)) < 0 ||
+			pg_hmac_update(ctx, (uint8 *) ".", 1) < 0 ||
+			pg_hmac_update(ctx, (uint8 *) body, body_len) < 0 ||
+			pg_hmac_final(ctx, mac, sizeof(mac)) < 0)
+			elog(ERROR, "plantsync: could not compute a request signature");
+		pg_hmac_free(ctx);
+		len = pg_b64_encode((char *) mac, sizeof(mac), b64, sizeof(b64));
+		appendStringInfo(&out, "%sv1,%.*s", k ? " " : "", len, b64);
+	}
+	return out.data;
+}
+
+static void
+start_request(Request *req, const char *url, const char *idempotency_key)
+{
+	CURL	   *easy = curl_easy_init();
+	char		ts[32];
+	char	   *line;
+	struct curl_slist *h = NULL;
+	struct curl_slist *f;
+
+	if (easy == NULL)
+		elog(ERROR, "plantsync: curl_easy_init failed");
+	req->easy = easy;
+	initStringInfo(&req->response);
+	req->errbuf[0] = '\0';
+	req->started = GetCurrentTimestamp();
+
+	for (f = req->ep->fixed_headers; f; f = f->next)
+		h = curl_slist_append(h, f->data);
+	line = psprintf("Idempotency-Key: %s", idempotency_key);
+	h = curl_slist_append(h, line);
+	line = psprintf("webhook-id: %s", idempotency_key);
+	h = curl_slist_append(h, line);
+	snprintf(ts, sizeof(ts), "%ld", (long) time(NULL));
+	line = psprintf("webhook-timestamp: %s", ts);
+	h = curl_slist_append(h, line);
+	if (req->ep->n_signing_keys > 0)
+	{
+		line = psprintf("webhook-signature: %s",
+						webhook_signatures(req->ep, idempotency_key, ts, req->body, strlen(req->body)));
+		h = curl_slist_append(h, line);
+	}
+	req->headers = h;
+
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->ep->method);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, req->ep->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, req->ep->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, req->ep->tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, req->ep->tls_verify ? 2L : 0L);
+	if (req->ep->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, req->ep->ca_file);
+	if (req->ep->client_cert_file)
+	{
+		curl_easy_setopt(easy, CURLOPT_SSLCERT, req->ep->client_cert_file);
+		curl_easy_setopt(easy, CURLOPT_SSLKEY, req->ep->client_key_file);
+	}
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+		elog(ERROR, "plantsync: curl_multi_add_handle failed");
+	req->ep->in_flight++;
+	in_flight++;
+	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
+}
+
+/* ---------- claiming ---------- */
+
+static int
+claim_capacity(Endpoint *ep, TimestampTz now)
+{
+	int			cap = ep->max_in_flight - ep->in_flight;
+
+	if (ep->circuit_open)
+	{
+		/* open: only one probe, once the probe time has come */
+		if (ep->probing || now < ep->next_probe_at)
+			return 0;
+		cap = Min(cap, 1);
+	}
+	if (ep->rate_limit > 0)
+	{
+		double		elapsed = (double) (now - ep->tokens_at) / USECS_PER_SEC;
+
+		ep->tokens = Min(ep->rate_limit, ep->tokens + elapsed * ep->rate_limit);
+		ep->tokens_at = now;
+		cap = Min(cap, (int) ep->tokens);
+	}
+	return Max(0, Min(cap, plantsync_claim_batch));
+}
+
+/*
+ * Claims for every endpoint with room and starts the requests. Returns how
+ * many deliveries were claimed.
+ */
+static int
+claim_and_start(void)
+{
+	ListCell   *lc;
+	int			claimed = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		generation;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "plantsync: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "plantsync: claiming deliveries");
+
+	if (!OidIsValid(get_extension_oid("plantsync", true)))
+	{
+		ereport(LOG, (errmsg("plantsync delivery worker exiting: the extension was dropped")));
+		plantsync_mark_absent(MyDatabaseId);
+		proc_exit(0);
+	}
+	generation = plantsync_config_generation();
+	if (endpoints == NIL || generation != endpoints_generation)
+	{
+		load_endpoints();
+		endpoints_generation = generation;
+	}
+
+	foreach(lc, endpoints)
+	{
+		Endpoint   *ep = lfirst(lc);
+		int			cap = claim_capacity(ep, now);
+		Datum		args[3];
+		Oid			types[3] = {TEXTOID, INT4OID, INTERVALOID};
+		int			rc;
+		uint64		i;
+		Request    *req = NULL;
+		char	   *current_batch = NULL;
+		List	   *batch_rows = NIL;
+
+		if (cap <= 0)
+			continue;
+		args[0] = CStringGetTextDatum(ep->id);
+		args[1] = Int32GetDatum(cap);
+		args[2] = DirectFunctionCall3(interval_in,
+									  CStringGetDatum(psprintf("%ld milliseconds", ep->timeout_ms + ep->connect_timeout_ms + 30000)),
+									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		rc = SPI_execute_with_args("SELECT d.delivery_id, d.created_at, d.batch_id, d.attempts, d.event_id, d.event_type, "
+								   "d.payload::text, COALESCE(d.idempotency_key, d.delivery_id), d.ordering_key, "
+								   "d.aggregate_seq, d.route_id, e.entity, e.site_id, e.order_number, e.lot_number "
+								   "FROM plantsync.claim_deliveries($1, $2, $3) d "
+								   "JOIN plantsync.event e ON e.id = d.event_id",
+								   3, types, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "plantsync: claiming deliveries failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed == 0)
+			continue;
+		if (ep->circuit_open)
+			ep->probing = true;
+		if (ep->rate_limit > 0)
+			ep->tokens -= SPI_processed;
+		claimed += SPI_processed;
+
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *batch = SPI_getvalue(tup, desc, 3);
+			MemoryContext old = MemoryContextSwitchTo(worker_context);
+			bool		isnull;
+
+			if (batch != NULL && current_batch != NULL && strcmp(batch, current_batch) == 0)
+			{
+				batch_rows = lappend(batch_rows, heap_copytuple(tup));
+				MemoryContextSwitchTo(old);
+				continue;
+			}
+			if (batch != NULL)
+			{
+				current_batch = pstrdup(batch);
+				batch_rows = list_make1(heap_copytuple(tup));
+				MemoryContextSwitchTo(old);
+				continue;
+			}
+			/* a real-time delivery: one request */
+			req = palloc0(sizeof(Request));
+			req->ep = ep;
+			req->n = 1;
+			req->ids = palloc(sizeof(pg_uuid_t));
+			req->created = palloc(sizeof(TimestampTz));
+			req->attempts = palloc(sizeof(int));
+			memcpy(&req->ids[0], DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+			req->created[0] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+			req->attempts[0] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+			req->body = pstrdup(SPI_getvalue(tup, desc, 7));
+			start_request(req, build_url(ep, tup, desc), SPI_getvalue(tup, desc, 8));
+			MemoryContextSwitchTo(old);
+		}
+		if (batch_rows != NIL)
+		{
+			/* batched route: one request with a JSON array of the payloads */
+			MemoryContext old = MemoryContextSwitchTo(worker_context);
+			StringInfoData body;
+			ListCell   *lr;
+			int			k = 0;
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			HeapTuple	first = linitial(batch_rows);
+			bool		isnull;
+
+			req = palloc0(sizeof(Request));
+			req->ep = ep;
+			req->n = list_length(batch_rows);
+			req->ids = palloc(sizeof(pg_uuid_t) * req->n);
+			req->created = palloc(sizeof(TimestampTz) * req->n);
+			req->attempts = palloc(sizeof(int) * req->n);
+			initStringInfo(&body);
+			appendStringInfoChar(&body, '[');
+			foreach(lr, batch_rows)
+			{
+				HeapTuple	tup = lfirst(lr);
+
+				memcpy(&req->ids[k], DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+				req->created[k] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+				req->attempts[k] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+				appendStringInfo(&body, "%s%s", k ? "," : "", SPI_getvalue(tup, desc, 7));
+				k++;
+			}
+			appendStringInfoChar(&body, ']');
+			req->body = body.data;
+			/* the batch id is the batch's idempotency key */
+			start_request(req, build_url(ep, first, desc), current_batch);
+			MemoryContextSwitchTo(old);
+		}
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return claimed;
+}
+
+/* ---------- outcomes ---------- */
+
+static void
+endpoint_event(Endpoint *ep, const char *circuit, bool success, const char *disable_reason)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_context);
+	EndpointEvent *ev = palloc0(sizeof(EndpointEvent));
+
+	ev->endpoint_id = pstrdup(ep->id);
+	ev->circuit = circuit;
+	ev->failures = ep->consecutive_failures;
+	ev->success = success;
+	ev->disable_reason = disable_reason ? pstrdup(disable_reason) : NULL;
+	endpoint_events = lappend(endpoint_events, ev);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+add_outcome(Request *req, int k, const char *outcome, int status, const char *error, TimestampTz next)
+{
+	Outcome    *o;
+
+	if (outcomes == NULL)
+		outcomes = MemoryContextAlloc(worker_context, sizeof(Outcome) * SETTLE_BATCH * 4);
+	if (n_outcomes >= SETTLE_BATCH * 4)
+		elog(ERROR, "plantsync: too many unsettled outcomes");
+	o = &outcomes[n_outcomes++];
+	o->id = req->ids[k];
+	o->created = req->created[k];
+	o->outcome = outcome;
+	o->status_code = status;
+	o->error = error ? MemoryContextStrdup(worker_context, error) : NULL;
+	o->next_attempt = next;
+	o->attempted = req->started;
+	o->latency_ms = (int) ((GetCurrentTimestamp() - req->started) / 1000);
+	o->response = req->response.len > 0 ? MemoryContextStrdup(worker_context, req->response.data) : NULL;
+}
+
+/* The delay before the next attempt, or -1 when the schedule is used up. */
+static int64
+retry_delay_ms(Endpoint *ep, int attempts, double retry_after_s)
+{
+	int64		base;
+	double		jitter;
+
+	if (attempts >= ep->n_schedule)
+		return -1;
+	base = ep->schedule_ms[attempts];
+	jitter = 0.8 + 0.4 * pg_prng_double(&pg_global_prng_state);
+	base = (int64) (base * jitter);
+	if (retry_after_s * 1000 > base)
+		base = (int64) (retry_after_s * 1000);
+	return base;
+}
+
+static void
+finish_request(Request *req, CURLcode result)
+{
+	long		status = 0;
+	Endpoint   *ep = req->ep;
+	const char *outcome;
+	bool		retryable = false;
+	bool		failure = true;
+	char	   *error = NULL;
+	char	   *disable = NULL;
+	int			k;
+
+	if (result == CURLE_OK)
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	else
+		error = psprintf("%s%s%s", curl_easy_strerror(result), req->errbuf[0] ? ": " : "", req->errbuf);
+
+	if (result != CURLE_OK)
+		retryable = true;
+	else if (status >= 200 && status < 300)
+		failure = false;
+	else if (status == 408 || status == 425 || status == 429 || status >= 500)
+	{
+		retryable = true;
+		error = psprintf("HTTP %ld", status);
+	}
+	else if (status == 410)
+	{
+		error = psprintf("HTTP 410 Gone: the endpoint was disabled");
+		disable = psprintf("HTTP 410 Gone received at %s", timestamptz_to_str(GetCurrentTimestamp()));
+	}
+	else if (status >= 300 && status < 400)
+		error = psprintf("HTTP %ld: redirects are not followed", status);
+	else
+		error = psprintf("HTTP %ld", status);
+
+	for (k = 0; k < req->n; k++)
+	{
+		TimestampTz next = 0;
+
+		if (!failure)
+			outcome = "delivered";
+		else if (retryable)
+		{
+			int64		delay = retry_delay_ms(ep, req->attempts[k], req->retry_after_s);
+
+			if (delay < 0)
+			{
+				outcome = "dead";
+				error = psprintf("%s; gave up after %d attempts", error, req->attempts[k]);
+			}
+			else
+			{
+				outcome = "retrying";
+				next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+			}
+		}
+		else
+			outcome = "dead";
+		add_outcome(req, k, outcome, (int) status, error, next);
+		if (strcmp(outcome, "dead") == 0)
+			pg_atomic_fetch_add_u64(&my_slot->dead, 1);
+		else if (strcmp(outcome, "retrying") == 0)
+			pg_atomic_fetch_add_u64(&my_slot->retried, 1);
+		else
+			pg_atomic_fetch_add_u64(&my_slot->delivered, 1);
+	}
+
+	/* circuit breaker */
+	if (!failure)
+	{
+		if (ep->circuit_open || ep->consecutive_failures > 0)
+		{
+			ep->consecutive_failures = 0;
+			if (ep->circuit_open)
+			{
+				ep->circuit_open = false;
+				ep->probing = false;
+				endpoint_event(ep, "closed", true, NULL);
+			}
+		}
+	}
+	else if (retryable || disable)
+	{
+		ep->consecutive_failures++;
+		if (ep->circuit_open)
+		{
+			ep->probing = false;
+			ep->next_probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ep->probe_interval_ms);
+			endpoint_event(ep, "open", false, disable);
+		}
+		else if (ep->consecutive_failures >= ep->failure_threshold)
+		{
+			ep->circuit_open = true;
+			ep->next_probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ep->probe_interval_ms);
+			ereport(LOG, (errmsg("plantsync: circuit of endpoint \"%s\" opened after %d consecutive failures",
+								 ep->id, ep->consecutive_failures)));
+			endpoint_event(ep, "open", false, disable);
+		}
+		else if (disable)
+			endpoint_event(ep, "closed", false, disable);
+	}
+
+	curl_multi_remove_handle(multi, req->easy);
+	curl_easy_cleanup(req->easy);
+	curl_slist_free_all(req->headers);
+	ep->in_flight--;
+	in_flight--;
+	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
+}
+
+static void
+collect_completions(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		Request    *req;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		finish_request(req, msg->data.result);
+		if (req->response.data)
+			pfree(req->response.data);
+		pfree(req->body);
+		pfree(req->ids);
+		pfree(req->created);
+		pfree(req->attempts);
+		pfree(req);
+	}
+}
+
+static Datum
+text_array(char **values, bool *nulls, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(values[i]);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* Writes the collected outcomes and endpoint events in one transaction. */
+static void
+settle(void)
+{
+	MemoryContext old;
+	Datum		args[9];
+	Oid			types[9] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	int			rc;
+	int			i;
+	ListCell   *lc;
+
+	if (n_outcomes == 0 && endpoint_events == NIL)
+		return;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "plantsync: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "plantsync: settling deliveries");
+	old = MemoryContextSwitchTo(batch_context);
+
+	if (n_outcomes > 0)
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * n_outcomes);
+		Datum	   *created = palloc(sizeof(Datum) * n_outcomes);
+		char	  **outcome = palloc(sizeof(char *) * n_outcomes);
+		bool	   *no_nulls = palloc0(sizeof(bool) * n_outcomes);
+		Datum	   *status = palloc(sizeof(Datum) * n_outcomes);
+		bool	   *status_null = palloc(sizeof(bool) * n_outcomes);
+		char	  **errors = palloc(sizeof(char *) * n_outcomes);
+		bool	   *errors_null = palloc(sizeof(bool) * n_outcomes);
+		Datum	   *next = palloc(sizeof(Datum) * n_outcomes);
+		bool	   *next_null = palloc(sizeof(bool) * n_outcomes);
+		Datum	   *attempted = palloc(sizeof(Datum) * n_outcomes);
+		Datum	   *latency = palloc(sizeof(Datum) * n_outcomes);
+		char	  **responses = palloc(sizeof(char *) * n_outcomes);
+		bool	   *responses_null = palloc(sizeof(bool) * n_outcomes);
+		int			dims[1] = {n_outcomes};
+		int			lbs[1] = {1};
+
+		for (i = 0; i < n_outcomes; i++)
+		{
+			Outcome    *o = &outcomes[i];
+
+			ids[i] = UUIDPGetDatum(&o->id);
+			created[i] = TimestampTzGetDatum(o->created);
+			outcome[i] = (char *) o->outcome;
+			status[i] = Int32GetDatum(o->status_code);
+			status_null[i] = o->status_code == 0;
+			errors[i] = o->error;
+			errors_null[i] = o->error == NULL;
+			next[i] = TimestampTzGetDatum(o->next_attempt);
+			next_null[i] = o->next_attempt == 0;
+			attempted[i] = TimestampTzGetDatum(o->attempted);
+			latency[i] = Int32GetDatum(o->latency_ms);
+			responses[i] = o->response;
+			responses_null[i] = o->response == NULL;
+		}
+		args[0] = PointerGetDatum(construct_md_array(ids, no_nulls, 1, dims, lbs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		args[1] = PointerGetDatum(construct_md_array(created, no_nulls, 1, dims, lbs, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[2] = text_array(outcome, no_nulls, n_outcomes);
+		args[3] = PointerGetDatum(construct_md_array(status, status_null, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
+		args[4] = text_array(errors, errors_null, n_outcomes);
+		args[5] = PointerGetDatum(construct_md_array(next, next_null, 1, dims, lbs, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[6] = PointerGetDatum(construct_md_array(attempted, no_nulls, 1, dims, lbs, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[7] = PointerGetDatum(construct_md_array(latency, no_nulls, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
+		args[8] = text_array(responses, responses_null, n_outcomes);
+		rc = SPI_execute_with_args("SELECT plantsync.settle_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+								   9, types, args, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "plantsync: settling deliveries failed: %s", SPI_result_code_string(rc));
+	}
+	foreach(lc, endpoint_events)
+	{
+		EndpointEvent *ev = lfirst(lc);
+		Datum		eargs[5];
+		char		enulls[5] = {' ', ' ', ' ', ' ', ' '};
+		Oid			etypes[5] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, TEXTOID};
+
+		eargs[0] = CStringGetTextDatum(ev->endpoint_id);
+		eargs[1] = CStringGetTextDatum(ev->circuit);
+		eargs[2] = Int32GetDatum(ev->failures);
+		eargs[3] = BoolGetDatum(ev->success);
+		if (ev->disable_reason)
+			eargs[4] = CStringGetTextDatum(ev->disable_reason);
+		else
+			enulls[4] = 'n';
+		rc = SPI_execute_with_args("SELECT plantsync.endpoint_outcome($1, $2, $3, $4, $5)",
+								   5, etypes, eargs, enulls, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "plantsync: recording the endpoint state failed: %s", SPI_result_code_string(rc));
+	}
+
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	for (i = 0; i < n_outcomes; i++)
+	{
+		if (outcomes[i].error)
+			pfree(outcomes[i].error);
+		if (outcomes[i].response)
+			pfree(outcomes[i].response);
+	}
+	n_outcomes = 0;
+	list_free_deep(endpoint_events);
+	endpoint_events = NIL;
+	MemoryContextReset(batch_context);
+}
+
+/* ---------- the loop ---------- */
+
+void
+plantsync_worker_loop(PsWorkerSlot *slot)
+{
+	TimestampTz last_claim = 0;
+	TimestampTz first_unsettled = 0;
+	bool		claim_now = true;
+
+	my_slot = slot;
+	worker_context = AllocSetContextCreate(TopMemoryContext, "plantsync delivery worker", ALLOCSET_DEFAULT_SIZES);
+	batch_context = AllocSetContextCreate(worker_context, "plantsync delivery batch", ALLOCSET_DEFAULT_SIZES);
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "plantsync: curl_global_init failed");
+	multi = curl_multi_init();
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 512L);
+
+	for (;;)
+	{
+		TimestampTz now;
+		int			running;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = GetCurrentTimestamp();
+
+		/* a commit that created deliveries sets the latch */
+		if (MyLatch->is_set)
+		{
+			ResetLatch(MyLatch);
+			claim_now = true;
+		}
+		if (claim_now || TimestampDifferenceExceeds(last_claim, now, in_flight > 0 ? CLAIM_INTERVAL_MS : plantsync_worker_idle_ms))
+		{
+			int			claimed = claim_and_start();
+
+			last_claim = GetCurrentTimestamp();
+			/* a full claim means more is probably waiting */
+			claim_now = claimed > 0 && claimed >= plantsync_claim_batch;
+			pg_atomic_fetch_add_u64(&my_slot->cycles, 1);
+		}
+
+		if (in_flight > 0)
+		{
+			curl_multi_perform(multi, &running);
+			collect_completions();
+			if (n_outcomes > 0 && first_unsettled == 0)
+				first_unsettled = GetCurrentTimestamp();
+			if (in_flight > 0)
+			{
+				curl_multi_poll(multi, NULL, 0, 5, NULL);
+				curl_multi_perform(multi, &running);
+				collect_completions();
+			}
+		}
+
+		if (n_outcomes > 0 || endpoint_events != NIL)
+		{
+			now = GetCurrentTimestamp();
+			if (first_unsettled == 0)
+				first_unsettled = now;
+			if (n_outcomes >= SETTLE_BATCH || in_flight == 0 ||
+				TimestampDifferenceExceeds(first_unsettled, now, SETTLE_INTERVAL_MS))
+			{
+				settle();
+				first_unsettled = 0;
+				/* capacity came free: look for more at once */
+				claim_now = true;
+				continue;
+			}
+		}
+
+		if (in_flight == 0 && !claim_now)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 plantsync_worker_idle_ms, PG_WAIT_EXTENSION);
+			if (MyLatch->is_set)
+			{
+				ResetLatch(MyLatch);
+			}
+			claim_now = true;
+		}
+	}
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""A scriptable mock ERP/QMS HTTP server for plantsync's end-to-end tests.
+
+Listens on 127.0.0.1 only. Every request to any path other than /_* is
+recorded (method, path, headers, body, time) and answered by the script:
+
+  POST /_script  {"rules": [{"path": "/erp", "responses": [R, R, ...]}]}
+      R = {"status": 200, "headers": {...}, "body": "..." or {...},
+           "delay_ms": 0, "action": "respond" | "reset" | "hang"}
+      Responses of a rule are used in turn; the last one repeats.
+  GET  /_requests  the recorded requests, as JSON
+  POST /_reset     forget requests and script
+Without a matching rule the answer is 200 {"data": {"name": "DOC-<n>"}}.
+
+Usage: mock_server.py PORT_FILE  (writes the port it bound to into PORT_FILE)
+"""
+import json
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.Lock()
+REQUESTS = []
+RULES = []
+COUNTERS = {}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _send(self, status, body=b"", headers=None):
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _control(self, body):
+        global RULES
+        if self.path == "/_requests":
+            with LOCK:
+                data = json.dumps(REQUESTS).encode()
+            self._send(200, data, {"Content-Type": "application/json"})
+        elif self.path == "/_reset":
+            with LOCK:
+                REQUESTS.clear()
+                RULES = []
+                COUNTERS.clear()
+            self._send(204)
+        elif self.path == "/_script":
+            with LOCK:
+                RULES = json.loads(body or b"{}").get("rules", [])
+                COUNTERS.clear()
+            self._send(204)
+        else:
+            self._send(404)
+
+    def _handle(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.startswith("/_"):
+            return self._control(body)
+        with LOCK:
+            n = len(REQUESTS) + 1
+            REQUESTS.append({"n": n, "method": self.command, "path": self.path,
+                             "headers": {k.lower(): v for k, v in self.headers.items()},
+                             "body": body.decode("utf-8", "replace"), "time": time.time()})
+            response = None
+            for i, rule in enumerate(RULES):
+                if self.path.startswith(rule.get("path", "/")):
+                    k = COUNTERS.get(i, 0)
+                    COUNTERS[i] = k + 1
+                    rs = rule["responses"]
+                    response = rs[min(k, len(rs) - 1)]
+                    break
+        if response is None:
+            response = {"status": 200, "body": {"data": {"name": "DOC-%d" % n}}}
+        if response.get("delay_ms"):
+            time.sleep(response["delay_ms"] / 1000.0)
+        action = response.get("action", "respond")
+        if action == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.close()
+            self.close_connection = True
+            return
+        if action == "hang":
+            time.sleep(3600)
+            return
+        payload = response.get("body", "")
+        if not isinstance(payload, str):
+            payload = json.dumps(payload)
+        headers = {"Content-Type": "application/json"}
+        headers.update(response.get("headers", {}))
+        self._send(response.get("status", 200), payload.encode(), headers)
+
+    do_POST = do_PUT = do_PATCH = do_GET = _handle
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    with open(sys.argv[1], "w") as f:
+        f.write(str(server.server_address[1]))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
