@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""End-to-end test of the delivery workers against the mock ERP server.
+
+Every outcome class (2xx, 5xx, 503 with Retry-After, 429, 404, 301, 410,
+timeout, connection reset, connection refused), retries up to dead letters,
+the Idempotency-Key and Standard Webhooks signatures (also with two secrets
+during rotation), ERPNext token auth, secrets kept out of every record,
+per-aggregate order, batched routes, the circuit breaker, and a worker
+terminated with pg_terminate_backend coming back.
+
+Run by test/e2e/delivery_outcomes.sh with the cluster in PG* variables.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+DB = "e2e_delivery"
+TOP = os.environ["PLANTSYNC_TOP"]
+SECRET_KEY = b"plantsync-test-signing-key-0001"
+SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
+OLD_KEY = b"plantsync-old-signing-key-00002"
+OLD_SECRET = "whsec_" + base64.b64encode(OLD_KEY).decode()
+API_SECRET = "canary-api-secret-7f3a9"
+passed = failed = 0
+
+
+def check(desc, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok - {desc}")
+    else:
+        failed += 1
+        print(f"not ok - {desc}" + (f": {detail}" if detail else ""))
+
+
+def psql(sql, db=DB):
+    out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db],
+                         input=sql, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"psql failed: {out.stderr}\n{sql}")
+    return out.stdout.strip()
+
+
+def mock(path, data=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
+                                 data=json.dumps(data).encode() if data is not None else None,
+                                 method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+        return json.loads(body) if body else None
+
+
+def wait_for(desc, cond, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    print(f"# timed out waiting for {desc}")
+    return False
+
+
+def settled(endpoint):
+    return psql(f"SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = '{endpoint}' "
+                "AND status IN ('pending', 'retrying', 'in_flight')") == "0"
+
+
+def main():
+    global PORT
+    portfile = tempfile.mktemp()
+    server = subprocess.Popen([sys.executable, os.path.join(TOP, "test/mock/mock_server.py"), portfile])
+    try:
+        for _ in range(50):
+            if os.path.exists(portfile) and open(portfile).read():
+                break
+            time.sleep(0.1)
+        PORT = int(open(portfile).read())
+        run()
+    finally:
+        server.kill()
+        subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"])
+    print(f"delivery outcomes: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def run():
+    psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres")
+    psql(f"CREATE DATABASE {DB}", "postgres")
+    psql(f"ALTER DATABASE {DB} SET plantsync.delivery_enabled = on", "postgres")
+    psql("CREATE EXTENSION plantsync")
+    check("a delivery worker starts after CREATE EXTENSION, without a restart",
+          wait_for("worker", lambda: psql("SELECT count(*) FROM plantsync.worker_status") == "1", 15))
+
+    mock("/_script", {"rules": [
+        {"path": "/erp/O-500", "responses": [{"status": 500}, {"status": 200}]},
+        {"path": "/erp/O-503", "responses": [{"status": 503, "headers": {"Retry-After": "2"}}, {"status": 200}]},
+        {"path": "/erp/O-429", "responses": [{"status": 429}, {"status": 200}]},
+        {"path": "/erp/O-404", "responses": [{"status": 404, "body": {"exc": "Work Order not found"}}]},
+        {"path": "/erp/O-301", "responses": [{"status": 301, "headers": {"Location": "http://127.0.0.1:1/"}}]},
+        {"path": "/erp/O-TIMEOUT", "responses": [{"delay_ms": 2500}, {"status": 200}]},
+        {"path": "/erp/O-RESET", "responses": [{"action": "reset"}, {"status": 200}]},
+        {"path": "/erp/O-DEAD", "responses": [{"status": 502}]},
+        {"path": "/gone", "responses": [{"status": 410}]},
+        {"path": "/flaky", "responses": [{"status": 503}]},
+    ]})
+    psql(f"""
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.site (site_id, name) VALUES ('P1', 'Plant');
+INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('P1', 'L1', 'Store');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, path_template, auth_type,
+                                timeout_ms, retry_schedule, circuit_failure_threshold, headers)
+VALUES ('erp', 'erp', 'http://127.0.0.1:{PORT}', true, '/erp/{{order}}', 'erpnext_token', 1500,
+        '{{0, 300 ms, 300 ms}}', 100, '{{"X-Plant": "P1"}}'),
+       ('gone', 'erp', 'http://127.0.0.1:{PORT}/gone', true, '', 'none', 1500, '{{0, 300 ms}}', 100, '{{}}'),
+       ('down', 'qms', 'http://127.0.0.1:1/down', true, '', 'none', 1500, '{{0, 200 ms, 200 ms}}', 100, '{{}}'),
+       ('flaky', 'qms', 'http://127.0.0.1:{PORT}/flaky', true, '', 'none', 1500, '{{0, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms}}', 3, '{{}}'),
+       ('batch', 'erp', 'http://127.0.0.1:{PORT}/batch', true, '', 'none', 1500, '{{0}}', 100, '{{}}');
+UPDATE plantsync.endpoint SET circuit_probe_interval = '1 s' WHERE endpoint_id = 'flaky';
+INSERT INTO plantsync.endpoint_secret VALUES ('erp', 'api_key', 'key-123'), ('erp', 'api_secret', '{API_SECRET}'),
+                                             ('erp', 'signing_secret', '{SECRET}');
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES
+    ('erp-orders', 'production_order.*', 'erp'),
+    ('gone-orders', 'production_order.released', 'gone'),
+    ('down-lots', 'lot.unrestricted', 'down'),
+    ('flaky-lots', 'lot.restricted', 'flaky');
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
+VALUES ('batch-movements', 'material_movement.recorded', 'batch', 'batched', 300, 5);
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.material (site_id, material_number, description, base_uom) VALUES ('P1', 'M', 'M', 'KG');
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
+       unnest(ARRAY['O-OK', 'O-500', 'O-503', 'O-429', 'O-404', 'O-301', 'O-TIMEOUT', 'O-RESET', 'O-DEAD']) o;
+""")
+    check("the ERP endpoint's deliveries settle", wait_for("erp settled", lambda: settled("erp"), 30))
+
+    def delivery(order):
+        row = psql(f"""SELECT d.status, d.attempts, coalesce(d.last_status_code, 0), coalesce(d.last_error, ''),
+                              coalesce(d.idempotency_key, d.id)
+                         FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id
+                        WHERE d.endpoint_id = 'erp' AND e.order_number = '{order}'""")
+        status, attempts, code, error, key = row.split("|")
+        return status, int(attempts), int(code), error, key
+
+    expect = {
+        "O-OK": ("delivered", 1), "O-500": ("delivered", 2), "O-503": ("delivered", 2), "O-429": ("delivered", 2),
+        "O-404": ("dead", 1), "O-301": ("dead", 1), "O-TIMEOUT": ("delivered", 2), "O-RESET": ("delivered", 2),
+        "O-DEAD": ("dead", 3),
+    }
+    for order, (status, attempts) in expect.items():
+        got = delivery(order)
+        check(f"{order}: {status} after {attempts} attempt(s)", got[0] == status and got[1] == attempts, str(got))
+    check("404: the response is kept in the attempt record",
+          "Work Order not found" in psql("SELECT response_excerpt FROM plantsync.delivery_attempt WHERE status_code = 404"))
+    check("301: redirects are not followed", "redirects are not followed" in delivery("O-301")[3])
+    check("timeout: recorded as a timeout, then retried",
+          "imeout" in psql("SELECT string_agg(error, ' ') FROM plantsync.delivery_attempt a JOIN plantsync.delivery d "
+                           "ON d.id = a.delivery_id JOIN plantsync.event e ON e.id = d.event_id WHERE e.order_number = 'O-TIMEOUT'"))
+    check("O-DEAD: the last error says the schedule ran out", "gave up after 3 attempts" in delivery("O-DEAD")[3])
+    check("dead letters are listed", psql("SELECT count(*) FROM plantsync.dead_letter WHERE endpoint_id = 'erp'") == "3")
+
+    requests = mock("/_requests")
+    by_path = {}
+    for r in requests:
+        by_path.setdefault(r["path"], []).append(r)
+    r503 = by_path.get("/erp/O-503", [])
+    check("503 with Retry-After: 2 waits at least 2 s before the retry",
+          len(r503) == 2 and r503[1]["time"] - r503[0]["time"] >= 1.9,
+          str([round(r["time"] - r503[0]["time"], 2) for r in r503]))
+    key = delivery("O-500")[4]
+    check("every attempt of a delivery carries the same Idempotency-Key (the delivery id)",
+          [r["headers"].get("idempotency-key") for r in by_path["/erp/O-500"]] == [key, key])
+    ok_req = by_path["/erp/O-OK"][0]
+    h = ok_req["headers"]
+    check("ERPNext token auth: Authorization: token key:secret", h.get("authorization") == f"token key-123:{API_SECRET}")
+    check("configured headers are sent", h.get("x-plant") == "P1")
+    signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.{ok_req['body']}".encode()
+    expected_sig = "v1," + base64.b64encode(hmac.new(SECRET_KEY, signed, hashlib.sha256).digest()).decode()
+    check("Standard Webhooks signature verifies with the endpoint's secret", h.get("webhook-signature") == expected_sig,
+          f"{h.get('webhook-signature')} vs {expected_sig}")
+    check("webhook-timestamp is within 300 s of now", abs(int(h["webhook-timestamp"]) - time.time()) < 300)
+    body = json.loads(ok_req["body"])
+    check("the body is the CloudEvents event", body.get("specversion") == "1.0" and body.get("type") == "production_order.released")
+
+    # 410 disables the endpoint; nothing is lost.
+    check("410 Gone disables the endpoint",
+          wait_for("gone disabled", lambda: psql("SELECT enabled FROM plantsync.endpoint WHERE endpoint_id = 'gone'") == "f", 15))
+    check("the disabled endpoint says why",
+          "410" in psql("SELECT disabled_reason FROM plantsync.endpoint WHERE endpoint_id = 'gone'"))
+
+    # Connection refused: retried, then dead.
+    psql("SET plantsync.source_system = 'mes'; INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition) "
+         "SELECT 'P1', id, 'L-DOWN', 'unrestricted' FROM plantsync.material")
+    check("connection refused: retried, then dead after the schedule",
+          wait_for("down settled", lambda: settled("down"), 15) and
+          psql("SELECT status || ':' || attempts FROM plantsync.delivery WHERE endpoint_id = 'down'") == "dead:3")
+
+    # Secret rotation: two signatures.
+    psql(f"SET plantsync.source_system = 'hub'; INSERT INTO plantsync.endpoint_secret VALUES ('erp', 'signing_secret_previous', '{OLD_SECRET}');"
+         "SET plantsync.source_system = 'erp'; INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date) "
+         "SELECT 'P1', 'O-ROT', id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material")
+    wait_for("rotation request", lambda: any(r["path"] == "/erp/O-ROT" for r in mock("/_requests")), 10)
+    rot = [r for r in mock("/_requests") if r["path"] == "/erp/O-ROT"][0]
+    h = rot["headers"]
+    signed = f"{h['webhook-id']}.{h['webhook-timestamp']}.{rot['body']}".encode()
+    sigs = h.get("webhook-signature", "").split(" ")
+    want = ["v1," + base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()).decode() for k in (SECRET_KEY, OLD_KEY)]
+    check("during rotation a request carries both signatures", sigs == want, str(sigs))
+
+    # Per-aggregate order: one order's state changes arrive in sequence.
+    psql("SET plantsync.source_system = 'erp'; INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date) "
+         "SELECT 'P1', 'O-SEQ', id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.material;"
+         "UPDATE plantsync.production_order SET status = 'released' WHERE order_number = 'O-SEQ';"
+         "SET plantsync.source_system = 'mes';"
+         "UPDATE plantsync.production_order SET status = 'in_progress' WHERE order_number = 'O-SEQ';"
+         "UPDATE plantsync.production_order SET status = 'held' WHERE order_number = 'O-SEQ';"
+         "UPDATE plantsync.production_order SET status = 'in_progress' WHERE order_number = 'O-SEQ';"
+         "UPDATE plantsync.production_order SET status = 'completed' WHERE order_number = 'O-SEQ';")
+    wait_for("O-SEQ delivered", lambda: settled("erp"), 15)
+    seqs = [json.loads(r["body"])["aggregate_seq"] for r in mock("/_requests") if r["path"] == "/erp/O-SEQ"]
+    check("one aggregate's events arrive in sequence order", seqs == sorted(seqs) and len(seqs) == 6, str(seqs))
+
+    # Batched route: 7 movements, window 300 ms, at most 5 per request.
+    psql("SET plantsync.source_system = 'mes'; INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition) "
+         "SELECT 'P1', id, 'L-B', 'unrestricted' FROM plantsync.material;"
+         "INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, source_system, external_id) "
+         "SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'B-' || g "
+         "FROM plantsync.lot l, plantsync.storage_location s, generate_series(1, 7) g WHERE l.lot_number = 'L-B'")
+    wait_for("batches", lambda: settled("batch"), 15)
+    sizes = sorted(len(json.loads(r["body"])) for r in mock("/_requests") if r["path"] == "/batch")
+    check("a batched route sends one request per batch (5 + 2)", sizes == [2, 5], str(sizes))
+
+    # Circuit breaker: 3 failures open it; then only probes go out.
+    psql("SET plantsync.source_system = 'mes'; INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition) "
+         "SELECT 'P1', id, 'L-F' || g, 'restricted' FROM plantsync.material, generate_series(1, 10) g")
+    check("the circuit opens after 3 consecutive failures",
+          wait_for("circuit open", lambda: psql("SELECT circuit FROM plantsync.endpoint_state WHERE endpoint_id = 'flaky'") == "open", 15))
+    n1 = len([r for r in mock("/_requests") if r["path"] == "/flaky"])
+    time.sleep(2.2)
+    n2 = len([r for r in mock("/_requests") if r["path"] == "/flaky"])
+    check("while open, only probes go out (about one a second)", n2 - n1 <= 3, f"{n2 - n1} requests in 2.2 s")
+    check("while open, nothing is lost",
+          psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'flaky' AND status IN ('pending', 'retrying', 'in_flight')") != "0")
+    mock("/_script", {"rules": []})
+    check("a successful probe closes the circuit and the backlog drains",
+          wait_for("flaky drained", lambda: settled("flaky"), 20) and
+          psql("SELECT circuit FROM plantsync.endpoint_state WHERE endpoint_id = 'flaky'") == "closed")
+
+    # Secrets never appear in records.
+    leaked = psql(f"""SELECT (SELECT count(*) FROM plantsync.delivery_attempt WHERE concat(error, response_excerpt) LIKE '%{API_SECRET}%')
+                           + (SELECT count(*) FROM plantsync.delivery WHERE concat(last_error, body::text) LIKE '%{API_SECRET}%')
+                           + (SELECT count(*) FROM plantsync.event WHERE data::text LIKE '%{API_SECRET}%')""")
+    log = open(os.environ["PLANTSYNC_SERVER_LOG"], errors="replace").read()
+    check("the API secret appears in no attempt, delivery, event or server log line",
+          leaked == "0" and API_SECRET not in log and SECRET not in log)
+
+    # A terminated worker comes back.
+    pid = psql("SELECT pid FROM plantsync.worker_status")
+    psql(f"SELECT pg_terminate_backend({pid})")
+    check("a worker terminated with pg_terminate_backend is back within 5 s",
+          wait_for("new worker", lambda: psql("SELECT pid FROM plantsync.worker_status") not in ("", pid), 5))
+    psql("SET plantsync.source_system = 'erp'; INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date) "
+         "SELECT 'P1', 'O-AFTER', id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material")
+    check("and it delivers", wait_for("O-AFTER", lambda: any(r["path"] == "/erp/O-AFTER" for r in mock("/_requests")), 10))
+
+
+if __name__ == "__main__":
+    main()
