@@ -202,65 +202,74 @@ load_config(void)
 		e->relid = InvalidOid;
 	}
 
-	/* column owners, states and transitions, attached to each entity */
+	/*
+	 * Column owners, states and transitions, attached to each entity: three
+	 * queries in all, whatever the number of entities, since every session
+	 * reloads after each configuration change.
+	 */
 	{
 		HASH_SEQ_STATUS seq;
 		PsEntity   *e;
+		SPITupleTable *owners;
+		uint64		n_owners;
+		SPITupleTable *states;
+		uint64		n_states;
+		SPITupleTable *transitions;
+		uint64		n_transitions;
+
+		run_query("SELECT entity::text, column_name::text, owner_system FROM plantsync.column_owner");
+		owners = SPI_tuptable;
+		n_owners = SPI_processed;
+		run_query("SELECT machine, state, is_initial FROM plantsync.state ORDER BY machine, is_initial DESC, state");
+		states = SPI_tuptable;
+		n_states = SPI_processed;
+		run_query("SELECT t.machine, t.from_state, t.to_state, t.owner_system FROM plantsync.state_transition t "
+				  "JOIN plantsync.state s ON s.machine = t.machine AND s.state = t.to_state "
+				  "ORDER BY t.machine, t.from_state, s.is_final, t.to_state");
+		transitions = SPI_tuptable;
+		n_transitions = SPI_processed;
 
 		hash_seq_init(&seq, entity_hash);
 		while ((e = hash_seq_search(&seq)) != NULL)
 		{
-			Datum		arg[1];
-			Oid			argtype[1] = {TEXTOID};
-			int			rc;
+			int			k;
 
-			arg[0] = CStringGetTextDatum(NameStr(e->entity));
-			rc = SPI_execute_with_args("SELECT column_name::text, owner_system FROM plantsync.column_owner "
-									   "WHERE entity = $1::name",
-									   1, argtype, arg, NULL, true, 0);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "plantsync: column owner query failed");
-			e->n_column_owners = (int) SPI_processed;
-			e->column_owners = MemoryContextAllocZero(config_context,
-													  sizeof(PsColumnOwner) * (SPI_processed + 1));
-			for (i = 0; i < SPI_processed; i++)
+			e->column_owners = MemoryContextAllocZero(config_context, sizeof(PsColumnOwner) * (n_owners + 1));
+			for (i = 0, k = 0; i < n_owners; i++)
 			{
-				e->column_owners[i].column_name = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-				e->column_owners[i].owner = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+				char	   *ent = SPI_getvalue(owners->vals[i], owners->tupdesc, 1);
+
+				if (strcmp(ent, NameStr(e->entity)) != 0)
+					continue;
+				e->column_owners[k].column_name = copy_text(owners->vals[i], owners->tupdesc, 2);
+				e->column_owners[k].owner = copy_text(owners->vals[i], owners->tupdesc, 3);
+				k++;
 			}
+			e->n_column_owners = k;
 
 			if (e->machine == NULL)
 				continue;
-			arg[0] = CStringGetTextDatum(e->machine);
-			rc = SPI_execute_with_args("SELECT state, is_initial FROM plantsync.state "
-									   "WHERE machine = $1 ORDER BY is_initial DESC, state",
-									   1, argtype, arg, NULL, true, 0);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "plantsync: state query failed");
-			e->n_states = (int) SPI_processed;
-			e->states = MemoryContextAllocZero(config_context, sizeof(PsState) * (SPI_processed + 1));
-			for (i = 0; i < SPI_processed; i++)
+			e->states = MemoryContextAllocZero(config_context, sizeof(PsState) * (n_states + 1));
+			for (i = 0, k = 0; i < n_states; i++)
 			{
-				e->states[i].name = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-				e->states[i].is_initial = get_bool(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+				if (strcmp(SPI_getvalue(states->vals[i], states->tupdesc, 1), e->machine) != 0)
+					continue;
+				e->states[k].name = copy_text(states->vals[i], states->tupdesc, 2);
+				e->states[k].is_initial = get_bool(states->vals[i], states->tupdesc, 3);
+				k++;
 			}
-
-			rc = SPI_execute_with_args("SELECT t.from_state, t.to_state, t.owner_system "
-									   "FROM plantsync.state_transition t "
-									   "JOIN plantsync.state s ON s.machine = t.machine AND s.state = t.to_state "
-									   "WHERE t.machine = $1 ORDER BY t.from_state, s.is_final, t.to_state",
-									   1, argtype, arg, NULL, true, 0);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "plantsync: transition query failed");
-			e->n_transitions = (int) SPI_processed;
-			e->transitions = MemoryContextAllocZero(config_context,
-													sizeof(PsTransition) * (SPI_processed + 1));
-			for (i = 0; i < SPI_processed; i++)
+			e->n_states = k;
+			e->transitions = MemoryContextAllocZero(config_context, sizeof(PsTransition) * (n_transitions + 1));
+			for (i = 0, k = 0; i < n_transitions; i++)
 			{
-				e->transitions[i].from_state = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-				e->transitions[i].to_state = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-				e->transitions[i].owner = copy_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+				if (strcmp(SPI_getvalue(transitions->vals[i], transitions->tupdesc, 1), e->machine) != 0)
+					continue;
+				e->transitions[k].from_state = copy_text(transitions->vals[i], transitions->tupdesc, 2);
+				e->transitions[k].to_state = copy_text(transitions->vals[i], transitions->tupdesc, 3);
+				e->transitions[k].owner = copy_text(transitions->vals[i], transitions->tupdesc, 4);
+				k++;
 			}
+			e->n_transitions = k;
 		}
 	}
 
@@ -294,14 +303,35 @@ plantsync_config_generation(void)
 PsEntity *
 plantsync_lookup_entity_rel(Relation rel)
 {
-	if (rel->rd_rel->relispartition)
-	{
-		List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
-		char	   *root = get_rel_name(llast_oid(ancestors));
+	static Oid	part_relid[16];
+	static PsEntity *part_entity[16];
+	static uint64 part_generation = 0;
+	static int	next_slot = 0;
+	Oid			relid = RelationGetRelid(rel);
+	PsEntity   *e;
+	int			i;
 
-		return plantsync_lookup_entity(root);
+	if (!rel->rd_rel->relispartition)
+		return plantsync_lookup_entity(RelationGetRelationName(rel));
+
+	/* finding the root is a catalog search: remember it per partition */
+	if (part_generation != plantsync_config_generation())
+	{
+		memset(part_relid, 0, sizeof(part_relid));
+		part_generation = config_generation;
 	}
-	return plantsync_lookup_entity(RelationGetRelationName(rel));
+	for (i = 0; i < (int) lengthof(part_relid); i++)
+		if (part_relid[i] == relid)
+			return part_entity[i];
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+
+		e = plantsync_lookup_entity(get_rel_name(llast_oid(ancestors)));
+	}
+	part_relid[next_slot] = relid;
+	part_entity[next_slot] = e;
+	next_slot = (next_slot + 1) % (int) lengthof(part_relid);
+	return e;
 }
 
 PsEntity *

@@ -36,6 +36,13 @@ RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plantsync.source_system = 'hub'
+SET plan_cache_mode = force_generic_plan
+-- The delivery table is always large next to what one call touches, and
+-- right after a bulk insert its statistics say otherwise: index paths only.
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     n integer;

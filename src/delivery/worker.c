@@ -27,6 +27,7 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -82,11 +83,13 @@ typedef struct Endpoint
 	TimestampTz next_probe_at;
 	bool		probing;
 	bool		seen;
+	bool		enabled;
 } Endpoint;
 
 /* One HTTP request: one delivery, or one batch of deliveries. */
 typedef struct Request
 {
+	dlist_node	node;			/* in active_requests */
 	Endpoint   *ep;
 	int			n;
 	pg_uuid_t  *ids;
@@ -117,7 +120,14 @@ typedef struct Outcome
 
 static MemoryContext worker_context;
 static MemoryContext batch_context;
+static MemoryContext claim_context;
+static MemoryContext loop_context;
 static List *endpoints = NIL;
+static dlist_head active_requests = DLIST_STATIC_INIT(active_requests);
+
+static void free_request(Request *req);
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr settle_plan = NULL;
 static uint64 endpoints_generation = 0;
 static CURLM *multi = NULL;
 static int	in_flight = 0;
@@ -234,7 +244,11 @@ find_endpoint(const char *id)
 	return NULL;
 }
 
-/* (Re)loads the enabled endpoints; keeps runtime state of those that stay. */
+/*
+ * (Re)loads the enabled endpoints. An endpoint keeps its struct (and so its
+ * runtime state: requests in flight point at it) across reloads; one that
+ * is no longer enabled stays known but gets no more claims.
+ */
 static void
 load_endpoints(void)
 {
@@ -265,7 +279,7 @@ load_endpoints(void)
 		TupleDesc	desc = rows->tupdesc;
 		char	   *id = SPI_getvalue(tup, desc, 1);
 		Endpoint   *prev = find_endpoint(id);
-		Endpoint   *ep = palloc0(sizeof(Endpoint));
+		Endpoint   *ep = prev ? prev : palloc0(sizeof(Endpoint));
 		bool		isnull;
 		char	   *auth_type;
 		Datum		d;
@@ -298,6 +312,13 @@ load_endpoints(void)
 		ep->failure_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
 		ep->probe_interval_ms = interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 19, &isnull)));
 		ep->max_response_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 20, &isnull));
+
+		/* requests copy the headers when they start: the old list can go */
+		if (ep->fixed_headers)
+			curl_slist_free_all(ep->fixed_headers);
+		ep->n_signing_keys = 0;
+		ep->enabled = true;
+		ep->seen = true;
 
 		/* headers: content type first, then configured ones, then auth */
 		ep->fixed_headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -362,17 +383,7 @@ load_endpoints(void)
 			add_signing_key(ep, secret_of(id, "signing_secret_previous"));
 		}
 
-		if (prev)
-		{
-			ep->in_flight = prev->in_flight;
-			ep->tokens = prev->tokens;
-			ep->tokens_at = prev->tokens_at;
-			ep->consecutive_failures = prev->consecutive_failures;
-			ep->circuit_open = prev->circuit_open;
-			ep->next_probe_at = prev->next_probe_at;
-			ep->probing = prev->probing;
-		}
-		else
+		if (prev == NULL)
 		{
 			bool		open_isnull;
 			Datum		open = SPI_getbinval(tup, desc, 21, &open_isnull);
@@ -383,22 +394,25 @@ load_endpoints(void)
 			ep->circuit_open = !open_isnull && DatumGetBool(open);
 			ep->next_probe_at = GetCurrentTimestamp();
 		}
-		fresh = lappend(fresh, ep);
+		if (prev == NULL)
+			fresh = lappend(fresh, ep);
 	}
 	MemoryContextSwitchTo(old);
 
-	/* requests in flight keep pointing at the old entries: keep them alive */
+	/* endpoints that were not in this load are disabled or gone */
 	foreach(lc, endpoints)
 	{
 		Endpoint   *ep = lfirst(lc);
 
-		if (ep->in_flight == 0 && ep->fixed_headers)
-		{
-			curl_slist_free_all(ep->fixed_headers);
-			ep->fixed_headers = NULL;
-		}
+		if (!ep->seen)
+			ep->enabled = false;
+		ep->seen = false;
 	}
-	endpoints = fresh;
+	foreach(lc, fresh)
+		((Endpoint *) lfirst(lc))->seen = false;
+	old = MemoryContextSwitchTo(worker_context);
+	endpoints = list_concat(endpoints, fresh);
+	MemoryContextSwitchTo(old);
 }
 
 /* ---------- building requests ---------- */
@@ -539,12 +553,19 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	if (easy == NULL)
 		elog(ERROR, "plantsync: curl_easy_init failed");
 	req->easy = easy;
-	initStringInfo(&req->response);
+	{
+		/* the response outlives the claim: it lives with the request */
+		MemoryContext old = MemoryContextSwitchTo(worker_context);
+
+		initStringInfo(&req->response);
+		MemoryContextSwitchTo(old);
+	}
 	req->errbuf[0] = '\0';
 	req->started = GetCurrentTimestamp();
 
 	for (f = req->ep->fixed_headers; f; f = f->next)
 		h = curl_slist_append(h, f->data);
+	/* curl copies header lines: these can live in the claim's context */
 	line = psprintf("Idempotency-Key: %s", idempotency_key);
 	h = curl_slist_append(h, line);
 	line = psprintf("webhook-id: %s", idempotency_key);
@@ -577,7 +598,6 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, req->ep->timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
@@ -594,6 +614,7 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	}
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 		elog(ERROR, "plantsync: curl_multi_add_handle failed");
+	dlist_push_tail(&active_requests, &req->node);
 	req->ep->in_flight++;
 	in_flight++;
 	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
@@ -606,6 +627,8 @@ claim_capacity(Endpoint *ep, TimestampTz now)
 {
 	int			cap = ep->max_in_flight - ep->in_flight;
 
+	if (!ep->enabled)
+		return 0;
 	if (ep->circuit_open)
 	{
 		/* open: only one probe, once the probe time has come */
@@ -642,6 +665,7 @@ claim_and_start(void)
 		elog(ERROR, "plantsync: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "plantsync: claiming deliveries");
+	MemoryContextReset(claim_context);
 
 	if (!OidIsValid(get_extension_oid("plantsync", true)))
 	{
@@ -650,7 +674,7 @@ claim_and_start(void)
 		proc_exit(0);
 	}
 	generation = plantsync_config_generation();
-	if (endpoints == NIL || generation != endpoints_generation)
+	if (endpoints_generation == 0 || generation != endpoints_generation)
 	{
 		load_endpoints();
 		endpoints_generation = generation;
@@ -675,12 +699,17 @@ claim_and_start(void)
 		args[2] = DirectFunctionCall3(interval_in,
 									  CStringGetDatum(psprintf("%ld milliseconds", ep->timeout_ms + ep->connect_timeout_ms + 30000)),
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-		rc = SPI_execute_with_args("SELECT d.delivery_id, d.created_at, d.batch_id, d.attempts, d.event_id, d.event_type, "
-								   "d.payload::text, COALESCE(d.idempotency_key, d.delivery_id), d.ordering_key, "
-								   "d.aggregate_seq, d.route_id, e.entity, e.site_id, e.order_number, e.lot_number "
-								   "FROM plantsync.claim_deliveries($1, $2, $3) d "
-								   "JOIN plantsync.event e ON e.id = d.event_id",
-								   3, types, args, NULL, false, 0);
+		if (claim_plan == NULL)
+		{
+			claim_plan = SPI_prepare_cursor("SELECT d.delivery_id, d.created_at, d.batch_id, d.attempts, d.event_id, d.event_type, "
+											"d.payload::text, d.idempotency_key, d.ordering_key, "
+											"d.aggregate_seq, d.route_id, d.entity, d.site_id, d.order_number, d.lot_number "
+											"FROM plantsync.claim_deliveries($1, $2, $3) d",
+											3, types, CURSOR_OPT_GENERIC_PLAN);
+			if (claim_plan == NULL || SPI_keepplan(claim_plan) != 0)
+				elog(ERROR, "plantsync: could not prepare the claim statement");
+		}
+		rc = SPI_execute_plan(claim_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "plantsync: claiming deliveries failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed == 0)
@@ -696,7 +725,7 @@ claim_and_start(void)
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			char	   *batch = SPI_getvalue(tup, desc, 3);
-			MemoryContext old = MemoryContextSwitchTo(worker_context);
+			MemoryContext old = MemoryContextSwitchTo(batch ? claim_context : worker_context);
 			bool		isnull;
 
 			if (batch != NULL && current_batch != NULL && strcmp(batch, current_batch) == 0)
@@ -719,10 +748,11 @@ claim_and_start(void)
 			req->ids = palloc(sizeof(pg_uuid_t));
 			req->created = palloc(sizeof(TimestampTz));
 			req->attempts = palloc(sizeof(int));
+			MemoryContextSwitchTo(claim_context);
 			memcpy(&req->ids[0], DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
 			req->created[0] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
 			req->attempts[0] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-			req->body = pstrdup(SPI_getvalue(tup, desc, 7));
+			req->body = MemoryContextStrdup(worker_context, SPI_getvalue(tup, desc, 7));
 			start_request(req, build_url(ep, tup, desc), SPI_getvalue(tup, desc, 8));
 			MemoryContextSwitchTo(old);
 		}
@@ -757,6 +787,7 @@ claim_and_start(void)
 			}
 			appendStringInfoChar(&body, ']');
 			req->body = body.data;
+			MemoryContextSwitchTo(claim_context);
 			/* the batch id is the batch's idempotency key */
 			start_request(req, build_url(ep, first, desc), current_batch);
 			MemoryContextSwitchTo(old);
@@ -768,6 +799,7 @@ claim_and_start(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(loop_context);
 	return claimed;
 }
 
@@ -932,6 +964,7 @@ finish_request(Request *req, CURLcode result)
 	curl_multi_remove_handle(multi, req->easy);
 	curl_easy_cleanup(req->easy);
 	curl_slist_free_all(req->headers);
+	dlist_delete(&req->node);
 	ep->in_flight--;
 	in_flight--;
 	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
@@ -951,13 +984,46 @@ collect_completions(void)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
 		finish_request(req, msg->data.result);
-		if (req->response.data)
-			pfree(req->response.data);
-		pfree(req->body);
-		pfree(req->ids);
-		pfree(req->created);
-		pfree(req->attempts);
-		pfree(req);
+		free_request(req);
+	}
+}
+
+static void
+free_request(Request *req)
+{
+	if (req->response.data)
+		pfree(req->response.data);
+	pfree(req->body);
+	pfree(req->ids);
+	pfree(req->created);
+	pfree(req->attempts);
+	pfree(req);
+}
+
+/*
+ * A transfer that outlives its own timeout by far (which libcurl should
+ * never let happen) is abandoned and counted as a failed attempt, so that
+ * its ordering key does not wait for the lease to run out.
+ */
+static void
+abandon_stuck_requests(void)
+{
+	dlist_mutable_iter it;
+	TimestampTz now = GetCurrentTimestamp();
+
+	dlist_foreach_modify(it, &active_requests)
+	{
+		Request    *req = dlist_container(Request, node, it.cur);
+
+		if (!TimestampDifferenceExceeds(req->started, now,
+										req->ep->timeout_ms + req->ep->connect_timeout_ms + 5000))
+			continue;
+		ereport(WARNING,
+				(errmsg("plantsync: a request to endpoint \"%s\" made no progress past its timeout and was abandoned",
+						req->ep->id)));
+		snprintf(req->errbuf, sizeof(req->errbuf), "abandoned: no response past the timeout");
+		finish_request(req, CURLE_OPERATION_TIMEDOUT);
+		free_request(req);
 	}
 }
 
@@ -1043,8 +1109,14 @@ settle(void)
 		args[6] = PointerGetDatum(construct_md_array(attempted, no_nulls, 1, dims, lbs, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[7] = PointerGetDatum(construct_md_array(latency, no_nulls, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
 		args[8] = text_array(responses, responses_null, n_outcomes);
-		rc = SPI_execute_with_args("SELECT plantsync.settle_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-								   9, types, args, NULL, false, 0);
+		if (settle_plan == NULL)
+		{
+			settle_plan = SPI_prepare_cursor("SELECT plantsync.settle_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+											 9, types, CURSOR_OPT_GENERIC_PLAN);
+			if (settle_plan == NULL || SPI_keepplan(settle_plan) != 0)
+				elog(ERROR, "plantsync: could not prepare the settle statement");
+		}
+		rc = SPI_execute_plan(settle_plan, args, NULL, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "plantsync: settling deliveries failed: %s", SPI_result_code_string(rc));
 	}
@@ -1087,6 +1159,7 @@ settle(void)
 	list_free_deep(endpoint_events);
 	endpoint_events = NIL;
 	MemoryContextReset(batch_context);
+	MemoryContextSwitchTo(loop_context);
 }
 
 /* ---------- the loop ---------- */
@@ -1095,12 +1168,15 @@ void
 plantsync_worker_loop(PsWorkerSlot *slot)
 {
 	TimestampTz last_claim = 0;
+	TimestampTz last_watchdog = 0;
 	TimestampTz first_unsettled = 0;
 	bool		claim_now = true;
 
 	my_slot = slot;
 	worker_context = AllocSetContextCreate(TopMemoryContext, "plantsync delivery worker", ALLOCSET_DEFAULT_SIZES);
 	batch_context = AllocSetContextCreate(worker_context, "plantsync delivery batch", ALLOCSET_DEFAULT_SIZES);
+	claim_context = AllocSetContextCreate(worker_context, "plantsync delivery claim", ALLOCSET_DEFAULT_SIZES);
+	loop_context = AllocSetContextCreate(worker_context, "plantsync delivery loop", ALLOCSET_DEFAULT_SIZES);
 
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "plantsync: curl_global_init failed");
@@ -1119,6 +1195,9 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* what an iteration allocates outside transactions goes here */
+		MemoryContextSwitchTo(loop_context);
+		MemoryContextReset(loop_context);
 		now = GetCurrentTimestamp();
 
 		/* a commit that created deliveries sets the latch */
@@ -1137,6 +1216,11 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 			pg_atomic_fetch_add_u64(&my_slot->cycles, 1);
 		}
 
+		if (in_flight > 0 && TimestampDifferenceExceeds(last_watchdog, now, 1000))
+		{
+			abandon_stuck_requests();
+			last_watchdog = now;
+		}
 		if (in_flight > 0)
 		{
 			curl_multi_perform(multi, &running);

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Benchmark: delivery to a local HTTP sink (nginx answering 200), in one run:
+#   1. the sink's ceiling, measured with wrk (POSTs of the same size);
+#   2. sustained durable delivery of a 100k-event backlog through plantsync
+#      (rate, and as a share of the wrk ceiling; target >= 40%);
+#   3. commit-to-receipt latency at 1,000 events/s (pgbench -R), p50/p99
+#      (target p99 < 50 ms);
+#   4. the worker's memory over many deliveries (target: growth < 10 MB
+#      after warm-up).
+#
+#   bash test/bench/delivery.sh   (PLANTSYNC_BENCH_BACKLOG=100000, PLANTSYNC_BENCH_RSS_DELIVERIES=1000000)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BACKLOG=${PLANTSYNC_BENCH_BACKLOG:-100000}
+RSS_DELIVERIES=${PLANTSYNC_BENCH_RSS_DELIVERIES:-1000000}
+ensure_packages nginx-light wrk || die "could not install nginx and wrk"
+
+# The sink: nginx on a free loopback port, one worker process, keep-alive.
+SINK_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$BENCH_WORK/nginx"
+cat >"$BENCH_WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $BENCH_WORK/nginx/nginx.pid;
+error_log $BENCH_WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $BENCH_WORK/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$SINK_PORT;
+        location / { client_max_body_size 1m; return 200 '{"data": {"name": "DOC"}}'; }
+    }
+}
+NGINX
+nginx -c "$BENCH_WORK/nginx/nginx.conf"
+stop_nginx() { [[ -f $BENCH_WORK/nginx/nginx.pid ]] && kill "$(cat "$BENCH_WORK/nginx/nginx.pid")" 2>/dev/null || true; }
+on_exit stop_nginx
+
+bench_start bench_delivery
+psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" <<SQL
+ALTER DATABASE $BENCH_DB SET plantsync.delivery_enabled = on;
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, max_in_flight, enabled)
+VALUES ('sink', 'erp', 'http://127.0.0.1:$SINK_PORT/stock', true, 128, false);
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('sink', 'material_movement.*', 'sink');
+SELECT plantsync.wake_workers();
+SQL
+# the workers start with the database setting on
+sleep 2
+
+log_section "1. the sink's ceiling (wrk, 10 s, 64 connections)"
+body=$(psql -X -At -d "$BENCH_DB" -c "SELECT repeat('x', 1200)")
+cat >"$BENCH_WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"pad": "$body"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+wrk -t1 -c64 -d10s -s "$BENCH_WORK/post.lua" "http://127.0.0.1:$SINK_PORT/stock" | tee "$BENCH_WORK/wrk.txt"
+ceiling=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$BENCH_WORK/wrk.txt")
+
+log_section "2. draining a backlog of $BACKLOG events"
+psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" <<SQL
+INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, source_system, external_id)
+SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'BL-' || g
+  FROM generate_series(1, $BACKLOG) g
+  JOIN plantsync.lot l ON l.lot_number = 'LOT-' || (g % 1000 + 1)
+  CROSS JOIN plantsync.storage_location s;
+SQL
+pending() { psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.delivery WHERE status IN ('pending', 'retrying', 'in_flight')"; }
+log_info "backlog: $(pending) pending deliveries; enabling the endpoint"
+start=$(date +%s.%N)
+psql -X -q -d "$BENCH_DB" -c "SET plantsync.source_system = 'hub'" -c "UPDATE plantsync.endpoint SET enabled = true WHERE endpoint_id = 'sink'"
+while [[ $(pending) != 0 ]]; do sleep 0.2; done
+end=$(date +%s.%N)
+delivered=$(psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.delivery WHERE status = 'delivered'")
+rate=$(awk -v n="$delivered" -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", n / (b - a)}')
+share=$(awk -v r="$rate" -v c="$ceiling" 'BEGIN {printf "%.0f", 100 * r / c}')
+
+log_section "3. commit-to-receipt latency at 1,000 events/s for 20 s"
+cat >"$BENCH_WORK/one.sql" <<'SQL'
+\set lot random(1, 1000)
+INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, source_system, external_id)
+SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', gen_random_uuid()::text
+  FROM plantsync.lot l, plantsync.storage_location s
+ WHERE l.site_id = 'P1' AND l.lot_number = 'LOT-' || :lot AND s.site_id = 'P1' AND s.location_code = 'L1';
+SQL
+mark=$(psql -X -At -d "$BENCH_DB" -c "SELECT now()")
+pgbench -n -c 4 -j 2 -R 1000 -T 20 -f "$BENCH_WORK/one.sql" "$BENCH_DB" | grep -E "^(tps|latency average|number of transactions actually)" || true
+while [[ $(pending) != 0 ]]; do sleep 0.2; done
+latency=$(psql -X -At -F ' ' -d "$BENCH_DB" <<SQL
+SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), count(*)
+  FROM (SELECT extract(epoch FROM (a.attempted_at + make_interval(secs => a.latency_ms / 1000.0)) - e.time) * 1000 AS ms
+          FROM plantsync.delivery_attempt a
+          JOIN plantsync.delivery d ON d.id = a.delivery_id
+          JOIN plantsync.event e ON e.id = d.event_id AND e.recorded_at = d.event_recorded_at
+         WHERE e.recorded_at >= '$mark' AND a.attempt = 1) s;
+SQL
+)
+read -r p50 p99 measured <<<"$latency"
+
+log_section "4. worker memory over $RSS_DELIVERIES deliveries"
+wpid=$(psql -X -At -d "$BENCH_DB" -c "SELECT pid FROM plantsync.worker_status LIMIT 1")
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$wpid/status"; }
+rss_start=$(rss)
+done_so_far=0
+chunk=100000
+while ((done_so_far < RSS_DELIVERIES)); do
+    psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "
+INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, source_system, external_id)
+SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'RSS-$done_so_far-' || g
+  FROM generate_series(1, $chunk) g
+  JOIN plantsync.lot l ON l.lot_number = 'LOT-' || (g % 1000 + 1)
+  CROSS JOIN plantsync.storage_location s"
+    while [[ $(pending) != 0 ]]; do sleep 0.5; done
+    done_so_far=$((done_so_far + chunk))
+    log_info "$done_so_far deliveries: worker RSS $(rss) kB"
+done
+rss_end=$(rss)
+
+echo
+echo "delivery to a local nginx sink, $(nproc) cores, one delivery worker:"
+echo "  wrk ceiling of the sink: $(printf '%.0f' "$ceiling") requests/s (64 connections, 1.2 kB POSTs)"
+echo "  plantsync: $delivered deliveries of a $BACKLOG-event backlog in $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}') s = $rate deliveries/s, durable (settled in committed transactions) -> ${share}% of the wrk ceiling (target >= 40%)"
+echo "  commit-to-receipt latency at 1,000 events/s: p50 ${p50} ms, p99 ${p99} ms over $measured deliveries (target p99 < 50 ms)"
+echo "  worker RSS: $rss_start kB after the backlog, $rss_end kB after $RSS_DELIVERIES more deliveries (growth $(( (rss_end - rss_start) / 1024 )) MB; target < 10 MB)"
