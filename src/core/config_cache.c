@@ -40,6 +40,7 @@ typedef struct PsSystemRole
 } PsSystemRole;
 
 static MemoryContext config_context = NULL;
+static MemoryContext previous_context = NULL;
 static HTAB *entity_hash = NULL;
 static bool config_valid = false;
 static uint64 config_generation = 0;
@@ -148,12 +149,17 @@ load_config(void)
 	};
 	int			t;
 
-	if (config_context == NULL)
-		config_context = AllocSetContextCreate(CacheMemoryContext,
-											   "plantsync configuration",
-											   ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(config_context);
+	/*
+	 * A reload can happen in the middle of a trigger that holds pointers into
+	 * the configuration (any statement it runs processes invalidations), so
+	 * the previous configuration is freed only at the reload after this one.
+	 */
+	if (previous_context != NULL)
+		MemoryContextDelete(previous_context);
+	previous_context = config_context;
+	config_context = AllocSetContextCreate(CacheMemoryContext,
+										   "plantsync configuration",
+										   ALLOCSET_SMALL_SIZES);
 	entity_hash = NULL;
 	system_roles = NULL;
 	n_system_roles = 0;

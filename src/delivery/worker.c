@@ -1156,6 +1156,14 @@ settle(void)
 			pfree(outcomes[i].response);
 	}
 	n_outcomes = 0;
+	foreach(lc, endpoint_events)
+	{
+		EndpointEvent *ev = lfirst(lc);
+
+		pfree(ev->endpoint_id);
+		if (ev->disable_reason)
+			pfree(ev->disable_reason);
+	}
 	list_free_deep(endpoint_events);
 	endpoint_events = NIL;
 	MemoryContextReset(batch_context);

@@ -283,7 +283,7 @@ CREATE TABLE plantsync.delivery (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (id, created_at)
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX delivery_due_idx ON plantsync.delivery (endpoint_id, next_attempt_at) WHERE status IN ('pending', 'retrying');
+CREATE INDEX delivery_due_idx ON plantsync.delivery (endpoint_id, next_attempt_at, aggregate_seq) WHERE status IN ('pending', 'retrying');
 CREATE INDEX delivery_event_idx ON plantsync.delivery (event_id);
 CREATE INDEX delivery_dead_idx ON plantsync.delivery (endpoint_id, created_at) WHERE status = 'dead';
 CREATE INDEX delivery_ordering_idx ON plantsync.delivery (endpoint_id, ordering_key, aggregate_seq) WHERE status IN ('pending', 'retrying', 'in_flight');
@@ -735,7 +735,9 @@ BEGIN
                  WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
                    AND e.status IN ('pending', 'retrying', 'in_flight')
                  ORDER BY e.aggregate_seq LIMIT 1)
-         ORDER BY d.next_attempt_at
+         -- among deliveries due at the same moment (a backlog), the lowest
+         -- sequence numbers are the likeliest to be first in line
+         ORDER BY d.next_attempt_at, d.aggregate_seq
          LIMIT p_limit
            FOR UPDATE OF d SKIP LOCKED
     )

@@ -296,6 +296,8 @@ plantsync_outbox(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
+	/* load the configuration first: what it returns stays valid below */
+	(void) plantsync_config_generation();
 	e = plantsync_lookup_entity_rel(rel);
 	if (e == NULL)
 		ereport(ERROR,

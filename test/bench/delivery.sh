@@ -5,8 +5,8 @@
 #      (rate, and as a share of the wrk ceiling; target >= 40%);
 #   3. commit-to-receipt latency at 1,000 events/s (pgbench -R), p50/p99
 #      (target p99 < 50 ms);
-#   4. the worker's memory over many deliveries (target: growth < 10 MB
-#      after warm-up).
+#   4. the worker's private memory over many deliveries (target: growth
+#      < 10 MB after warm-up).
 #
 #   bash test/bench/delivery.sh   (PLANTSYNC_BENCH_BACKLOG=100000, PLANTSYNC_BENCH_RSS_DELIVERIES=1000000)
 set -euo pipefail
@@ -102,7 +102,9 @@ read -r p50 p99 measured <<<"$latency"
 
 log_section "4. worker memory over $RSS_DELIVERIES deliveries"
 wpid=$(psql -X -At -d "$BENCH_DB" -c "SELECT pid FROM plantsync.worker_status LIMIT 1")
-rss() { awk '/^VmRSS/ {print $2}' "/proc/$wpid/status"; }
+# RssAnon: the worker's private memory. VmRSS would also count the shared
+# buffers it touches, which grow with the tables, not with any leak.
+rss() { awk '/^RssAnon/ {print $2}' "/proc/$wpid/status"; }
 rss_start=$(rss)
 done_so_far=0
 chunk=100000
@@ -115,7 +117,7 @@ SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'RSS-$d
   CROSS JOIN plantsync.storage_location s"
     while [[ $(pending) != 0 ]]; do sleep 0.5; done
     done_so_far=$((done_so_far + chunk))
-    log_info "$done_so_far deliveries: worker RSS $(rss) kB"
+    log_info "$done_so_far deliveries: worker private memory (RssAnon) $(rss) kB"
 done
 rss_end=$(rss)
 
@@ -124,4 +126,4 @@ echo "delivery to a local nginx sink, $(nproc) cores, one delivery worker:"
 echo "  wrk ceiling of the sink: $(printf '%.0f' "$ceiling") requests/s (64 connections, 1.2 kB POSTs)"
 echo "  plantsync: $delivered deliveries of a $BACKLOG-event backlog in $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}') s = $rate deliveries/s, durable (settled in committed transactions) -> ${share}% of the wrk ceiling (target >= 40%)"
 echo "  commit-to-receipt latency at 1,000 events/s: p50 ${p50} ms, p99 ${p99} ms over $measured deliveries (target p99 < 50 ms)"
-echo "  worker RSS: $rss_start kB after the backlog, $rss_end kB after $RSS_DELIVERIES more deliveries (growth $(( (rss_end - rss_start) / 1024 )) MB; target < 10 MB)"
+echo "  worker private memory (RssAnon): $rss_start kB after the backlog, $rss_end kB after $RSS_DELIVERIES more deliveries (growth $(( (rss_end - rss_start) / 1024 )) MB; target < 10 MB)"
