@@ -620,6 +620,32 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
 }
 
+/* ---------- transactions ---------- */
+
+/* The background worker transaction skeleton around the SPI work. */
+static void
+begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "plantsync: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	/* commit leaves us in TopMemoryContext: back to the loop's */
+	MemoryContextSwitchTo(loop_context);
+}
+
 /* ---------- claiming ---------- */
 
 static int
@@ -659,12 +685,7 @@ claim_and_start(void)
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		generation;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "plantsync: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "plantsync: claiming deliveries");
+	begin_work("plantsync: claiming deliveries");
 	MemoryContextReset(claim_context);
 
 	if (!OidIsValid(get_extension_oid("plantsync", true)))
@@ -794,12 +815,7 @@ claim_and_start(void)
 		}
 	}
 
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(loop_context);
+	end_work();
 	return claimed;
 }
 
@@ -1055,12 +1071,7 @@ settle(void)
 	if (n_outcomes == 0 && endpoint_events == NIL)
 		return;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "plantsync: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "plantsync: settling deliveries");
+	begin_work("plantsync: settling deliveries");
 	old = MemoryContextSwitchTo(batch_context);
 
 	if (n_outcomes > 0)
@@ -1142,11 +1153,7 @@ settle(void)
 	}
 
 	MemoryContextSwitchTo(old);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	end_work();
 
 	for (i = 0; i < n_outcomes; i++)
 	{
@@ -1167,7 +1174,6 @@ settle(void)
 	list_free_deep(endpoint_events);
 	endpoint_events = NIL;
 	MemoryContextReset(batch_context);
-	MemoryContextSwitchTo(loop_context);
 }
 
 /* ---------- the loop ---------- */
