@@ -17,6 +17,8 @@
 #include "postgres.h"
 
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -37,6 +39,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inet.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -73,6 +76,8 @@ typedef struct Endpoint
 	int			n_signing_keys;
 	char	   *signing_keys[2];
 	int			signing_key_len[2];
+	int			n_networks;
+	inet	  **networks;		/* allowed_networks; none: any address */
 
 	/* runtime */
 	int			in_flight;
@@ -101,6 +106,7 @@ typedef struct Request
 	StringInfoData response;
 	double		retry_after_s;
 	TimestampTz started;
+	bool		blocked;		/* refused by allowed_networks */
 	char		errbuf[CURL_ERROR_SIZE];
 } Request;
 
@@ -264,7 +270,8 @@ load_endpoints(void)
 					 "auth_username, tls_verify, ca_file, client_cert_file, client_key_file, connect_timeout_ms, "
 					 "timeout_ms, max_in_flight, rate_limit_per_s::float8, retry_schedule, circuit_failure_threshold, "
 					 "circuit_probe_interval, max_response_bytes, "
-					 "(SELECT s.circuit = 'open' FROM plantsync.endpoint_state s WHERE s.endpoint_id = e.endpoint_id) "
+					 "(SELECT s.circuit = 'open' FROM plantsync.endpoint_state s WHERE s.endpoint_id = e.endpoint_id), "
+					 "allowed_networks "
 					 "FROM plantsync.endpoint e WHERE enabled", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "plantsync: endpoint query failed: %s", SPI_result_code_string(rc));
@@ -312,6 +319,22 @@ load_endpoints(void)
 		ep->failure_threshold = DatumGetInt32(SPI_getbinval(tup, desc, 18, &isnull));
 		ep->probe_interval_ms = interval_ms(DatumGetIntervalP(SPI_getbinval(tup, desc, 19, &isnull)));
 		ep->max_response_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 20, &isnull));
+		d = SPI_getbinval(tup, desc, 22, &isnull);
+		ep->n_networks = 0;
+		ep->networks = NULL;
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n;
+			int			k;
+
+			deconstruct_array(DatumGetArrayTypeP(d), CIDROID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+			ep->networks = palloc(sizeof(inet *) * (n + 1));
+			for (k = 0; k < n; k++)
+				if (!enulls[k])
+					ep->networks[ep->n_networks++] = (inet *) PG_DETOAST_DATUM_COPY(elems[k]);
+		}
 
 		/* requests copy the headers when they start: the old list can go */
 		if (ep->fixed_headers)
@@ -510,6 +533,62 @@ header_cb(char *data, size_t size, size_t nitems, void *userdata)
 	return len;
 }
 
+/* Is the address inside one of the endpoint's allowed networks? */
+static bool
+address_allowed(Endpoint *ep, struct sockaddr *sa)
+{
+	int			k;
+
+	if (ep->n_networks == 0)
+		return true;
+	for (k = 0; k < ep->n_networks; k++)
+	{
+		inet	   *net = ep->networks[k];
+		int			family = ip_family(net);
+		int			bits = ip_bits(net);
+		unsigned char *want = ip_addr(net);
+		unsigned char *have;
+		int			full;
+
+		if (sa->sa_family == AF_INET && family == PGSQL_AF_INET)
+			have = (unsigned char *) &((struct sockaddr_in *) sa)->sin_addr;
+		else if (sa->sa_family == AF_INET6 && family == PGSQL_AF_INET6)
+			have = (unsigned char *) &((struct sockaddr_in6 *) sa)->sin6_addr;
+		else
+			continue;
+		full = bits / 8;
+		if (memcmp(want, have, full) != 0)
+			continue;
+		if (bits % 8 != 0)
+		{
+			unsigned char mask = (unsigned char) (0xFF << (8 - bits % 8));
+
+			if ((want[full] & mask) != (have[full] & mask))
+				continue;
+		}
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Called by libcurl for every connection, with the address the host name
+ * resolved to: the place to refuse addresses outside the endpoint's
+ * networks (SSRF), since a check before resolution can be fooled by DNS.
+ */
+static curl_socket_t
+open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	Request    *req = clientp;
+
+	if (!address_allowed(req->ep, &address->addr))
+	{
+		req->blocked = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
 /* Standard Webhooks: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>. */
 static char *
 webhook_signatures(Endpoint *ep, const char *msg_id, const char *timestamp, const char *body, size_t body_len)
@@ -603,6 +682,8 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, req->ep->tls_verify ? 1L : 0L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, req->ep->tls_verify ? 2L : 0L);
 	if (req->ep->ca_file)
@@ -891,7 +972,9 @@ finish_request(Request *req, CURLcode result)
 	else
 		error = psprintf("%s%s%s", curl_easy_strerror(result), req->errbuf[0] ? ": " : "", req->errbuf);
 
-	if (result != CURLE_OK)
+	if (req->blocked)
+		error = psprintf("the endpoint's host resolved to an address outside allowed_networks: nothing was sent");
+	else if (result != CURLE_OK)
 		retryable = true;
 	else if (status >= 200 && status < 300)
 		failure = false;

@@ -151,6 +151,7 @@ CREATE TABLE plantsync.endpoint (
     max_response_bytes integer NOT NULL DEFAULT 65536
         CONSTRAINT endpoint_max_response_range CHECK (max_response_bytes BETWEEN 0 AND 16777216),
     response_handler regproc,
+    allowed_networks cidr[],
     enabled boolean NOT NULL DEFAULT true,
     disabled_reason text,
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -185,6 +186,7 @@ COMMENT ON COLUMN plantsync.endpoint.circuit_failure_threshold IS 'Consecutive f
 COMMENT ON COLUMN plantsync.endpoint.circuit_probe_interval IS 'How often one probe request is let through while the circuit is open.';
 COMMENT ON COLUMN plantsync.endpoint.max_response_bytes IS 'Response bytes kept (and read: the rest is refused while streaming).';
 COMMENT ON COLUMN plantsync.endpoint.response_handler IS 'SQL function (delivery_id uuid, status_code integer, response text) called for each delivered request, e.g. to store the ERP document number.';
+COMMENT ON COLUMN plantsync.endpoint.allowed_networks IS 'Networks the endpoint''s host may resolve to, e.g. {10.20.0.0/16}; checked on every connection, after name resolution, so a DNS answer cannot redirect requests elsewhere (SSRF). NULL: any address.';
 COMMENT ON COLUMN plantsync.endpoint.enabled IS 'Whether deliveries to it are sent; while disabled they wait, nothing is lost. A 410 Gone answer disables it.';
 COMMENT ON COLUMN plantsync.endpoint.disabled_reason IS 'Why it was disabled.';
 COMMENT ON COLUMN plantsync.endpoint.created_at IS 'When it was configured.';

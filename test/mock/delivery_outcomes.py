@@ -122,7 +122,9 @@ VALUES ('erp', 'erp', 'http://127.0.0.1:{PORT}', true, '/erp/{{order}}', 'erpnex
        ('gone', 'erp', 'http://127.0.0.1:{PORT}/gone', true, '', 'none', 1500, '{{0, 300 ms}}', 100, '{{}}'),
        ('down', 'qms', 'http://127.0.0.1:1/down', true, '', 'none', 1500, '{{0, 200 ms, 200 ms}}', 100, '{{}}'),
        ('flaky', 'qms', 'http://127.0.0.1:{PORT}/flaky', true, '', 'none', 1500, '{{0, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms}}', 3, '{{}}'),
-       ('batch', 'erp', 'http://127.0.0.1:{PORT}/batch', true, '', 'none', 1500, '{{0}}', 100, '{{}}');
+       ('batch', 'erp', 'http://127.0.0.1:{PORT}/batch', true, '', 'none', 1500, '{{0}}', 100, '{{}}'),
+       ('fenced', 'erp', 'http://localhost:{PORT}/fenced', true, '', 'none', 1500, '{{0, 100 ms}}', 100, '{{}}');
+UPDATE plantsync.endpoint SET allowed_networks = '{{10.20.0.0/16}}' WHERE endpoint_id = 'fenced';
 UPDATE plantsync.endpoint SET circuit_probe_interval = '1 s' WHERE endpoint_id = 'flaky';
 INSERT INTO plantsync.endpoint_secret VALUES ('erp', 'api_key', 'key-123'), ('erp', 'api_secret', '{API_SECRET}'),
                                              ('erp', 'signing_secret', '{SECRET}');
@@ -130,7 +132,8 @@ INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES
     ('erp-orders', 'production_order.*', 'erp'),
     ('gone-orders', 'production_order.released', 'gone'),
     ('down-lots', 'lot.unrestricted', 'down'),
-    ('flaky-lots', 'lot.restricted', 'flaky');
+    ('flaky-lots', 'lot.restricted', 'flaky'),
+    ('fenced-orders', 'production_order.released', 'fenced');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
 VALUES ('batch-movements', 'material_movement.recorded', 'batch', 'batched', 300, 5);
 SET plantsync.source_system = 'erp';
@@ -194,6 +197,13 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
           wait_for("gone disabled", lambda: psql("SELECT enabled FROM plantsync.endpoint WHERE endpoint_id = 'gone'") == "f", 15))
     check("the disabled endpoint says why",
           "410" in psql("SELECT disabled_reason FROM plantsync.endpoint WHERE endpoint_id = 'gone'"))
+
+    # SSRF: an address outside allowed_networks is never contacted.
+    check("a host resolving outside allowed_networks gets nothing: the delivery is dead, with the reason",
+          wait_for("fenced settled", lambda: settled("fenced"), 15) and
+          psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'fenced' AND status = 'dead' "
+               "AND last_error LIKE '%outside allowed_networks%'") == psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'fenced'"))
+    check("and no request reached the server", not any(r["path"] == "/fenced" for r in mock("/_requests")))
 
     # Connection refused: retried, then dead.
     psql("SET plantsync.source_system = 'mes'; INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition) "
