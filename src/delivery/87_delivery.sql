@@ -54,7 +54,7 @@ BEGIN
     ), upd AS (
         UPDATE plantsync.delivery d
            SET status = o.outcome, last_status_code = o.status_code, last_error = o.error,
-               next_attempt_at = COALESCE(o.next_attempt, d.next_attempt_at), lease_until = NULL,
+               next_attempt_at = COALESCE(o.next_attempt, d.next_attempt_at), lease_until = NULL, claimed_by = NULL,
                delivered_at = CASE WHEN o.outcome = 'delivered' THEN now() END, updated_at = now()
           FROM o
          WHERE d.id = o.id AND d.created_at = o.created AND d.status = 'in_flight'
@@ -78,6 +78,25 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.settle_deliveries(uuid[], timestamptz[], text[], integer[], text[], timestamptz[], timestamptz[], integer[], text[]) IS
 'Used by the delivery workers: records the outcomes of a batch of attempts (delivered, retrying with the next attempt time, dead) and calls the endpoints'' response handlers, in one transaction.';
+
+CREATE FUNCTION plantsync.release_orphaned_claims(live_pids integer[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE plantsync.delivery d
+       SET status = 'pending', lease_until = NULL, claimed_by = NULL, batch_id = NULL, updated_at = now()
+     WHERE d.status = 'in_flight' AND (d.claimed_by IS NULL OR NOT d.claimed_by = ANY (live_pids));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION plantsync.release_orphaned_claims(integer[]) IS
+'Used by a delivery worker when it starts: puts back the in-flight deliveries of workers that are gone (after a crash or a kill), so they are sent again at once rather than when their lease ends. They keep their idempotency key.';
 
 CREATE FUNCTION plantsync.endpoint_outcome(p_endpoint_id text, p_circuit text, p_failures integer,
                                            p_success boolean, p_disable_reason text)

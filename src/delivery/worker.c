@@ -35,6 +35,7 @@
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/pmsignal.h"
 #include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -786,8 +787,8 @@ claim_and_start(void)
 	{
 		Endpoint   *ep = lfirst(lc);
 		int			cap = claim_capacity(ep, now);
-		Datum		args[3];
-		Oid			types[3] = {TEXTOID, INT4OID, INTERVALOID};
+		Datum		args[4];
+		Oid			types[4] = {TEXTOID, INT4OID, INTERVALOID, INT4OID};
 		int			rc;
 		uint64		i;
 		Request    *req = NULL;
@@ -801,13 +802,14 @@ claim_and_start(void)
 		args[2] = DirectFunctionCall3(interval_in,
 									  CStringGetDatum(psprintf("%ld milliseconds", ep->timeout_ms + ep->connect_timeout_ms + 30000)),
 									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		args[3] = Int32GetDatum(MyProcPid);
 		if (claim_plan == NULL)
 		{
 			claim_plan = SPI_prepare_cursor("SELECT d.delivery_id, d.created_at, d.batch_id, d.attempts, d.event_id, d.event_type, "
 											"d.payload::text, d.idempotency_key, d.ordering_key, "
 											"d.aggregate_seq, d.route_id, d.entity, d.site_id, d.order_number, d.lot_number "
-											"FROM plantsync.claim_deliveries($1, $2, $3) d",
-											3, types, CURSOR_OPT_GENERIC_PLAN);
+											"FROM plantsync.claim_deliveries($1, $2, $3, $4) d",
+											4, types, CURSOR_OPT_GENERIC_PLAN);
 			if (claim_plan == NULL || SPI_keepplan(claim_plan) != 0)
 				elog(ERROR, "plantsync: could not prepare the claim statement");
 		}
@@ -1275,6 +1277,33 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 	claim_context = AllocSetContextCreate(worker_context, "plantsync delivery claim", ALLOCSET_DEFAULT_SIZES);
 	loop_context = AllocSetContextCreate(worker_context, "plantsync delivery loop", ALLOCSET_DEFAULT_SIZES);
 
+	/* claims of workers that are gone (a crash, a kill) come back at once */
+	{
+		Datum	   *pids = palloc(sizeof(Datum) * PS_MAX_WORKER_SLOTS);
+		int			n = 0;
+		int			i;
+		Datum		arg[1];
+		Oid			argtype[1] = {INT4ARRAYOID};
+		int			rc;
+
+		for (i = 0; i < PS_MAX_WORKER_SLOTS; i++)
+			if (ps_shared->slots[i].in_use && ps_shared->slots[i].dboid == MyDatabaseId)
+				pids[n++] = Int32GetDatum(ps_shared->slots[i].pid);
+		arg[0] = PointerGetDatum(construct_array(pids, n, INT4OID, 4, true, TYPALIGN_INT));
+		begin_work("plantsync: releasing orphaned claims");
+		rc = SPI_execute_with_args("SELECT plantsync.release_orphaned_claims($1)", 1, argtype, arg, NULL, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "plantsync: releasing orphaned claims failed: %s", SPI_result_code_string(rc));
+		{
+			bool		isnull;
+			int			released = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+			if (released > 0)
+				ereport(LOG, (errmsg("plantsync delivery worker: %d deliveries claimed by workers that are gone will be sent again", released)));
+		}
+		end_work();
+	}
+
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "plantsync: curl_global_init failed");
 	multi = curl_multi_init();
@@ -1287,6 +1316,9 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 		int			running;
 
 		CHECK_FOR_INTERRUPTS();
+		/* busy with transfers the loop may not wait on the latch: look */
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -278,6 +278,7 @@ CREATE TABLE plantsync.delivery (
     attempts integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     lease_until timestamptz,
+    claimed_by integer,
     batch_id uuid,
     last_status_code integer,
     last_error text,
@@ -308,6 +309,7 @@ COMMENT ON COLUMN plantsync.delivery.body IS 'Request body built by the route''s
 COMMENT ON COLUMN plantsync.delivery.attempts IS 'Attempts made so far.';
 COMMENT ON COLUMN plantsync.delivery.next_attempt_at IS 'When the delivery is next due.';
 COMMENT ON COLUMN plantsync.delivery.lease_until IS 'While in flight: until when the claiming worker owns it; after that it is claimable again.';
+COMMENT ON COLUMN plantsync.delivery.claimed_by IS 'While in flight: the process id of the worker that claimed it; a worker starting finds the claims of dead workers (a crash, a kill) and puts them back at once instead of waiting for their lease.';
 COMMENT ON COLUMN plantsync.delivery.batch_id IS 'Batch it was sent in, for batched routes.';
 COMMENT ON COLUMN plantsync.delivery.last_status_code IS 'HTTP status of the last attempt.';
 COMMENT ON COLUMN plantsync.delivery.last_error IS 'Error of the last attempt.';
@@ -684,7 +686,7 @@ COMMENT ON FUNCTION plantsync.discard_deliveries(text, uuid, text, text, timesta
 'Discards dead letters selected by delivery, endpoint, event type pattern, time range or correlation id: they are never sent. Needs a reason; recorded in plantsync.delivery_action.';
 
 CREATE FUNCTION plantsync.claim_deliveries(p_endpoint_id text, p_limit integer DEFAULT 100,
-                                           p_lease interval DEFAULT '60 seconds')
+                                           p_lease interval DEFAULT '60 seconds', p_claimant integer DEFAULT NULL)
 RETURNS TABLE (delivery_id uuid, created_at timestamptz, batch_id uuid, route_id text, event_id uuid,
                event_type text, idempotency_key uuid, attempts integer, ordering_key text, aggregate_seq bigint,
                payload jsonb, entity text, site_id text, order_number text, lot_number text)
@@ -720,7 +722,7 @@ BEGIN
     END IF;
 
     -- A crashed or stuck worker's claims come back once their lease ends.
-    UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, batch_id = NULL, updated_at = now()
+    UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, batch_id = NULL, claimed_by = NULL, updated_at = now()
      WHERE d.endpoint_id = p_endpoint_id AND d.status = 'in_flight' AND d.lease_until < clock_timestamp();
 
     -- Real-time deliveries: due, and first in line for their ordering key
@@ -745,7 +747,8 @@ BEGIN
     )
     , upd AS (
         UPDATE plantsync.delivery d
-           SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1, updated_at = now()
+           SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1, updated_at = now(),
+               claimed_by = p_claimant
           FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
         RETURNING d.id
     )
@@ -778,7 +781,7 @@ BEGIN
         , upd AS (
             UPDATE plantsync.delivery d
                SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1,
-                   batch_id = b, updated_at = now()
+                   batch_id = b, updated_at = now(), claimed_by = p_claimant
               FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
             RETURNING d.id
         )
@@ -794,5 +797,5 @@ BEGIN
      ORDER BY d.batch_id NULLS FIRST, d.ordering_key, d.aggregate_seq;
 END
 $$;
-COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval) IS
+COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval, integer) IS
 'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch once its window has passed or it is full. Expired leases come back first. Returns what this call claimed, with the request payload.';

@@ -4,11 +4,13 @@
 Listens on 127.0.0.1 only. Every request to any path other than /_* is
 recorded (method, path, headers, body, time) and answered by the script:
 
-  POST /_script  {"rules": [{"path": "/erp", "responses": [R, R, ...]}]}
+  POST /_script  {"rules": [{"path": "/erp", "responses": [R, R, ...]}],
+                  "record_bodies": true}
       R = {"status": 200, "headers": {...}, "body": "..." or {...},
            "delay_ms": 0, "action": "respond" | "reset" | "hang"}
       Responses of a rule are used in turn; the last one repeats.
   GET  /_requests  the recorded requests, as JSON
+  GET  /_count     how many requests were recorded
   POST /_reset     forget requests and script
 Without a matching rule the answer is 200 {"data": {"name": "DOC-<n>"}}.
 
@@ -25,6 +27,7 @@ LOCK = threading.Lock()
 REQUESTS = []
 RULES = []
 COUNTERS = {}
+RECORD_BODIES = True
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,8 +45,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _control(self, body):
-        global RULES
-        if self.path == "/_requests":
+        global RULES, RECORD_BODIES
+        if self.path == "/_count":
+            with LOCK:
+                data = json.dumps({"count": len(REQUESTS)}).encode()
+            self._send(200, data, {"Content-Type": "application/json"})
+        elif self.path == "/_requests":
             with LOCK:
                 data = json.dumps(REQUESTS).encode()
             self._send(200, data, {"Content-Type": "application/json"})
@@ -55,7 +62,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(204)
         elif self.path == "/_script":
             with LOCK:
-                RULES = json.loads(body or b"{}").get("rules", [])
+                script = json.loads(body or b"{}")
+                RULES = script.get("rules", [])
+                RECORD_BODIES = script.get("record_bodies", True)
                 COUNTERS.clear()
             self._send(204)
         else:
@@ -68,9 +77,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._control(body)
         with LOCK:
             n = len(REQUESTS) + 1
-            REQUESTS.append({"n": n, "method": self.command, "path": self.path,
-                             "headers": {k.lower(): v for k, v in self.headers.items()},
-                             "body": body.decode("utf-8", "replace"), "time": time.time()})
+            if RECORD_BODIES:
+                REQUESTS.append({"n": n, "method": self.command, "path": self.path,
+                                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                                 "body": body.decode("utf-8", "replace"), "time": time.time()})
+            else:
+                REQUESTS.append({"key": self.headers.get("Idempotency-Key"), "path": self.path})
             response = None
             for i, rule in enumerate(RULES):
                 if self.path.startswith(rule.get("path", "/")):
