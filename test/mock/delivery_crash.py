@@ -9,42 +9,18 @@ Run by test/e2e/delivery_crash.sh with the cluster in PG* variables and the
 cluster's helpers reachable through the shell wrapper. PLANTSYNC_CRASH_EVENTS
 sets the backlog (default 20000; the issue's figure is 100000).
 """
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
-DB = "e2e_crash"
-TOP = os.environ["PLANTSYNC_TOP"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_support import E2E  # noqa: E402
+
 DATA = os.path.join(os.environ["PLANTSYNC_CLUSTER_DIR"], "data")
 EVENTS = int(os.environ.get("PLANTSYNC_CRASH_EVENTS", "20000"))
-passed = failed = 0
-
-
-def check(desc, ok, detail=""):
-    global passed, failed
-    passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
-    print(("ok - " if ok else "not ok - ") + desc + ("" if ok or not detail else f": {detail}"), flush=True)
-
-
-def psql(sql, db=DB, check_errors=True):
-    out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db], input=sql,
-                         capture_output=True, text=True)
-    if check_errors and out.returncode != 0:
-        raise RuntimeError(out.stderr)
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def mock(path, data=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
-                                 data=json.dumps(data).encode() if data is not None else None,
-                                 method="POST" if data is not None else "GET")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        body = r.read()
-        return json.loads(body) if body else None
+T = E2E("e2e_crash")
+check, psql, mock = T.check, T.psql, T.mock
 
 
 def kill_and_restart():
@@ -60,30 +36,10 @@ def kill_and_restart():
     return False
 
 
-def main():
-    global PORT
-    portfile = tempfile.mktemp()
-    server = subprocess.Popen([sys.executable, os.path.join(TOP, "test/mock/mock_server.py"), portfile])
-    try:
-        for _ in range(50):
-            if os.path.exists(portfile) and open(portfile).read():
-                break
-            time.sleep(0.1)
-        PORT = int(open(portfile).read())
-        run()
-    finally:
-        server.kill()
-        psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres", check_errors=False)
-    print(f"delivery crash test: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
-
-def run():
+def run(t):
+    PORT = t.port
     # a little slower than the worker could go, so the kills land mid-flight
     mock("/_script", {"rules": [{"path": "/sink", "responses": [{"delay_ms": 3}]}], "record_bodies": False})
-    psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres")
-    psql(f"CREATE DATABASE {DB}", "postgres")
-    psql(f"ALTER DATABASE {DB} SET plantsync.delivery_enabled = on", "postgres")
     psql(f"""
 CREATE EXTENSION plantsync;
 SET plantsync.source_system = 'hub';
@@ -147,4 +103,4 @@ UPDATE plantsync.endpoint SET enabled = true;
 
 
 if __name__ == "__main__":
-    main()
+    T.run("delivery crash test", run)

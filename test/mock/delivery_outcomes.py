@@ -15,57 +15,19 @@ import hashlib
 import hmac
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
-DB = "e2e_delivery"
-TOP = os.environ["PLANTSYNC_TOP"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_support import E2E  # noqa: E402
+
 SECRET_KEY = b"plantsync-test-signing-key-0001"
 SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
 OLD_KEY = b"plantsync-old-signing-key-00002"
 OLD_SECRET = "whsec_" + base64.b64encode(OLD_KEY).decode()
 API_SECRET = "canary-api-secret-7f3a9"
-passed = failed = 0
-
-
-def check(desc, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok - {desc}")
-    else:
-        failed += 1
-        print(f"not ok - {desc}" + (f": {detail}" if detail else ""))
-
-
-def psql(sql, db=DB):
-    out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db],
-                         input=sql, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"psql failed: {out.stderr}\n{sql}")
-    return out.stdout.strip()
-
-
-def mock(path, data=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
-                                 data=json.dumps(data).encode() if data is not None else None,
-                                 method="POST" if data is not None else "GET")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        body = r.read()
-        return json.loads(body) if body else None
-
-
-def wait_for(desc, cond, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    print(f"# timed out waiting for {desc}")
-    return False
+T = E2E("e2e_delivery")
+check, psql, mock, wait_for = T.check, T.psql, T.mock, T.wait_for
 
 
 def settled(endpoint):
@@ -73,28 +35,8 @@ def settled(endpoint):
                 "AND status IN ('pending', 'retrying', 'in_flight')") == "0"
 
 
-def main():
-    global PORT
-    portfile = tempfile.mktemp()
-    server = subprocess.Popen([sys.executable, os.path.join(TOP, "test/mock/mock_server.py"), portfile])
-    try:
-        for _ in range(50):
-            if os.path.exists(portfile) and open(portfile).read():
-                break
-            time.sleep(0.1)
-        PORT = int(open(portfile).read())
-        run()
-    finally:
-        server.kill()
-        subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"])
-    print(f"delivery outcomes: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
-
-
-def run():
-    psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", "postgres")
-    psql(f"CREATE DATABASE {DB}", "postgres")
-    psql(f"ALTER DATABASE {DB} SET plantsync.delivery_enabled = on", "postgres")
+def run(t):
+    PORT = t.port
     psql("CREATE EXTENSION plantsync")
     check("a delivery worker starts after CREATE EXTENSION, without a restart",
           wait_for("worker", lambda: psql("SELECT count(*) FROM plantsync.worker_status") == "1", 15))
@@ -282,4 +224,4 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
 
 
 if __name__ == "__main__":
-    main()
+    T.run("delivery outcomes", run)
