@@ -179,4 +179,14 @@ UNION ALL SELECT 'inspection_lot', inspection_lot_number, status FROM plantsync.
 UNION ALL SELECT 'production_operation', operation_number, status FROM plantsync.production_operation
 ORDER BY 1, 2;
 \echo
-\echo 'Next: the outbox turns each of these changes into an event for ERP and QMS.'
+\echo '== 13. The outbox: each change above became a CloudEvents event in the same transaction'
+\echo '-- the order''s whole story, read back by its correlation id (the order''s id):'
+SELECT e.aggregate_type || ' #' || e.aggregate_seq AS seq, e.type, e.subject, e.source_system AS system, coalesce(e.lot_number, '') AS lot
+  FROM plantsync.event e
+ WHERE e.correlation_id = (SELECT id FROM plantsync.production_order WHERE order_number = 'PO-1001')
+ ORDER BY e.recorded_at, e.time;
+\echo '-- all events by type:'
+SELECT type, count(*) AS events FROM plantsync.event GROUP BY type ORDER BY type;
+\echo
+\echo 'Routes send these events to ERP and QMS endpoints (plantsync.route, plantsync.endpoint);'
+\echo 'the delivery workers deliver them. See README.md.'
