@@ -65,7 +65,13 @@ VALUES ('erp', 'erp', 'http://127.0.0.1:{PORT}', true, '/erp/{{order}}', 'erpnex
        ('down', 'qms', 'http://127.0.0.1:1/down', true, '', 'none', 1500, '{{0, 200 ms, 200 ms}}', 100, '{{}}'),
        ('flaky', 'qms', 'http://127.0.0.1:{PORT}/flaky', true, '', 'none', 1500, '{{0, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms}}', 3, '{{}}'),
        ('batch', 'erp', 'http://127.0.0.1:{PORT}/batch', true, '', 'none', 1500, '{{0}}', 100, '{{}}'),
-       ('fenced', 'erp', 'http://localhost:{PORT}/fenced', true, '', 'none', 1500, '{{0, 100 ms}}', 100, '{{}}');
+       ('fenced', 'erp', 'http://localhost:{PORT}/fenced', true, '', 'none', 1500, '{{0, 100 ms}}', 100, '{{}}'),
+       ('slow', 'qms', 'http://127.0.0.1:{PORT}/slow', true, '', 'none', 1500, '{{0}}', 100, '{{}}');
+UPDATE plantsync.endpoint SET rate_limit_per_s = 5 WHERE endpoint_id = 'slow';
+CREATE TABLE public.erp_document (delivery_id uuid, status_code integer, document text);
+CREATE FUNCTION public.keep_erp_document(d uuid, code integer, response text) RETURNS void LANGUAGE sql
+    AS $f$ INSERT INTO public.erp_document VALUES (d, code, response::jsonb->'data'->>'name') $f$;
+UPDATE plantsync.endpoint SET response_handler = 'public.keep_erp_document' WHERE endpoint_id = 'erp';
 UPDATE plantsync.endpoint SET allowed_networks = '{{10.20.0.0/16}}' WHERE endpoint_id = 'fenced';
 UPDATE plantsync.endpoint SET circuit_probe_interval = '1 s' WHERE endpoint_id = 'flaky';
 INSERT INTO plantsync.endpoint_secret VALUES ('erp', 'api_key', 'key-123'), ('erp', 'api_secret', '{API_SECRET}'),
@@ -75,7 +81,8 @@ INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES
     ('gone-orders', 'production_order.released', 'gone'),
     ('down-lots', 'lot.unrestricted', 'down'),
     ('flaky-lots', 'lot.restricted', 'flaky'),
-    ('fenced-orders', 'production_order.released', 'fenced');
+    ('fenced-orders', 'production_order.released', 'fenced'),
+    ('slow-lots', 'lot.blocked', 'slow');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
 VALUES ('batch-movements', 'material_movement.recorded', 'batch', 'batched', 300, 5);
 SET plantsync.source_system = 'erp';
@@ -139,6 +146,24 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
           wait_for("gone disabled", lambda: psql("SELECT enabled FROM plantsync.endpoint WHERE endpoint_id = 'gone'") == "f", 15))
     check("the disabled endpoint says why",
           "410" in psql("SELECT disabled_reason FROM plantsync.endpoint WHERE endpoint_id = 'gone'"))
+
+    # Response handlers see each delivered response (here: the ERP document number).
+    calls = psql("SELECT count(*) FROM public.erp_document WHERE status_code = 200")
+    delivered = psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'erp' AND status = 'delivered'")
+    check("the response handler is called once for every delivered request", calls == delivered and int(calls) > 0,
+          f"{calls} calls for {delivered} deliveries")
+    doc = psql("SELECT x.document FROM public.erp_document x JOIN plantsync.delivery d ON d.id = x.delivery_id "
+               "JOIN plantsync.event e ON e.id = d.event_id WHERE e.order_number = 'O-OK'")
+    check("and it can keep the ERP document number from the response", doc.startswith("DOC-"), doc)
+
+    # Rate limit: 15 deliveries at 5 per second take about 2 s or more.
+    psql("SET plantsync.source_system = 'mes'; INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition) "
+         "SELECT 'P1', id, 'L-R' || g, 'restricted' FROM plantsync.material, generate_series(1, 15) g;"
+         "SET plantsync.source_system = 'qms'; UPDATE plantsync.lot SET disposition = 'blocked' WHERE lot_number LIKE 'L-R%'")
+    wait_for("slow settled", lambda: settled("slow"), 20)
+    times = sorted(r["time"] for r in mock("/_requests") if r["path"] == "/slow")
+    check("a rate limit of 5/s spreads 15 requests over at least 2 s",
+          len(times) == 15 and times[-1] - times[0] >= 1.8, f"{len(times)} requests over {times[-1] - times[0]:.2f} s" if times else "none")
 
     # SSRF: an address outside allowed_networks is never contacted.
     check("a host resolving outside allowed_networks gets nothing: the delivery is dead, with the reason",
