@@ -67,6 +67,7 @@ PLANTSYNC_PACKAGES=(
     make
     gcc
     python3
+    openssl
 )
 
 # ---------------------------------------------------------------- logging

@@ -14,10 +14,13 @@ recorded (method, path, headers, body, time) and answered by the script:
   POST /_reset     forget requests and script
 Without a matching rule the answer is 200 {"data": {"name": "DOC-<n>"}}.
 
-Usage: mock_server.py PORT_FILE  (writes the port it bound to into PORT_FILE)
+Usage: mock_server.py PORT_FILE [CERT KEY [CLIENT_CA]]
+  writes the port it bound to into PORT_FILE; with CERT and KEY it speaks
+  TLS, and with CLIENT_CA it requires a client certificate signed by it.
 """
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -125,6 +128,13 @@ class Server(ThreadingHTTPServer):
 
 def main():
     server = Server(("127.0.0.1", 0), Handler)
+    if len(sys.argv) >= 4:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        if len(sys.argv) >= 5:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(sys.argv[4])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     with open(sys.argv[1], "w") as f:
         f.write(str(server.server_address[1]))
     server.serve_forever()
