@@ -39,6 +39,7 @@
 #include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/numeric.h"
 #include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/jsonb.h"
@@ -79,6 +80,14 @@ typedef struct Endpoint
 	int			signing_key_len[2];
 	int			n_networks;
 	inet	  **networks;		/* allowed_networks; none: any address */
+	bool		oauth2;
+	char	   *token_url;
+	char	   *token_scope;
+	char	   *client_id;
+	char	   *client_secret;
+	char	   *access_token;	/* cached; NULL when none */
+	TimestampTz token_expires;
+	TimestampTz token_retry_at; /* after a failed token request */
 
 	/* runtime */
 	int			in_flight;
@@ -272,7 +281,7 @@ load_endpoints(void)
 					 "timeout_ms, max_in_flight, rate_limit_per_s::float8, retry_schedule, circuit_failure_threshold, "
 					 "circuit_probe_interval, max_response_bytes, "
 					 "(SELECT s.circuit = 'open' FROM plantsync.endpoint_state s WHERE s.endpoint_id = e.endpoint_id), "
-					 "allowed_networks "
+					 "allowed_networks, token_url, token_scope "
 					 "FROM plantsync.endpoint e WHERE enabled", true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "plantsync: endpoint query failed: %s", SPI_result_code_string(rc));
@@ -370,6 +379,8 @@ load_endpoints(void)
 			char	   *auth_header = SPI_getvalue(tup, desc, 7);
 			char	   *username = SPI_getvalue(tup, desc, 8);
 
+			if (strcmp(auth_type, "oauth2_client_credentials") != 0)
+				ep->oauth2 = false;
 			if (strcmp(auth_type, "bearer") == 0)
 			{
 				char	   *token = secret_of(id, "token");
@@ -394,6 +405,25 @@ load_endpoints(void)
 
 				if (key)
 					add_header(ep, auth_header, key);
+			}
+			else if (strcmp(auth_type, "oauth2_client_credentials") == 0)
+			{
+				char	   *url = SPI_getvalue(tup, desc, 23);
+				char	   *scope = SPI_getvalue(tup, desc, 24);
+				char	   *cid = secret_of(id, "client_id");
+				char	   *csecret = secret_of(id, "client_secret");
+
+				/* a cached token survives a reload unless the credentials changed */
+				if (!ep->oauth2 || !ep->token_url || strcmp(ep->token_url, url) != 0 ||
+					(ep->client_id == NULL) != (cid == NULL) || (cid && strcmp(ep->client_id, cid) != 0) ||
+					(ep->client_secret == NULL) != (csecret == NULL) ||
+					(csecret && strcmp(ep->client_secret, csecret) != 0))
+					ep->access_token = NULL;
+				ep->oauth2 = true;
+				ep->token_url = url;
+				ep->token_scope = scope;
+				ep->client_id = cid;
+				ep->client_secret = csecret;
 			}
 			else if (strcmp(auth_type, "erpnext_token") == 0)
 			{
@@ -646,6 +676,11 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	for (f = req->ep->fixed_headers; f; f = f->next)
 		h = curl_slist_append(h, f->data);
 	/* curl copies header lines: these can live in the claim's context */
+	if (req->ep->oauth2 && req->ep->access_token)
+	{
+		line = psprintf("Authorization: Bearer %s", req->ep->access_token);
+		h = curl_slist_append(h, line);
+	}
 	line = psprintf("Idempotency-Key: %s", idempotency_key);
 	h = curl_slist_append(h, line);
 	line = psprintf("webhook-id: %s", idempotency_key);
@@ -700,6 +735,131 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	req->ep->in_flight++;
 	in_flight++;
 	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
+}
+
+/* ---------- OAuth2 client credentials ---------- */
+
+static size_t
+token_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	StringInfo	buf = userdata;
+	size_t		len = size * nmemb;
+
+	if (buf->len + len > 65536)
+		return 0;				/* a token response is small: refuse the rest */
+	appendBinaryStringInfo(buf, data, len);
+	return len;
+}
+
+/*
+ * Fetches a token (RFC 6749 section 4.4, client authenticated with HTTP
+ * Basic) when there is none or it is about to expire. Returns false when no
+ * token could be had; the endpoint then waits a few seconds. Nothing of the
+ * credentials or the token goes into a log line.
+ */
+static bool
+ensure_token(Endpoint *ep)
+{
+	CURL	   *easy;
+	StringInfoData body;
+	StringInfoData response;
+	CURLcode	rc;
+	long		status = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *user = NULL;
+
+	if (ep->access_token && now < ep->token_expires)
+		return true;
+	if (now < ep->token_retry_at)
+		return false;
+	ep->access_token = NULL;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "grant_type=client_credentials");
+	if (ep->token_scope)
+	{
+		char	   *enc = curl_easy_escape(NULL, ep->token_scope, 0);
+
+		appendStringInfo(&body, "&scope=%s", enc);
+		curl_free(enc);
+	}
+	initStringInfo(&response);
+	easy = curl_easy_init();
+	if (easy == NULL)
+		return false;
+	if (ep->client_id)
+	{
+		char	   *id = curl_easy_escape(NULL, ep->client_id, 0);
+		char	   *secret = curl_easy_escape(NULL, ep->client_secret ? ep->client_secret : "", 0);
+
+		user = psprintf("%s:%s", id, secret);
+		curl_free(id);
+		curl_free(secret);
+		curl_easy_setopt(easy, CURLOPT_USERPWD, user);
+		curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+	}
+	curl_easy_setopt(easy, CURLOPT_URL, ep->token_url);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ep->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Min(ep->timeout_ms, 10000L));
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, token_write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ep->tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, ep->tls_verify ? 2L : 0L);
+	if (ep->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, ep->ca_file);
+	rc = curl_easy_perform(easy);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(easy);
+	if (user)
+	{
+		memset(user, 0, strlen(user));
+		pfree(user);
+	}
+
+	if (rc == CURLE_OK && status >= 200 && status < 300)
+	{
+		Jsonb	   *jb = NULL;
+		JsonbValue	v;
+
+		PG_TRY();
+		{
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(response.data)));
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			jb = NULL;
+		}
+		PG_END_TRY();
+		if (jb && !JB_ROOT_IS_SCALAR(jb) &&
+			getKeyJsonValueFromContainer(&jb->root, "access_token", 12, &v) && v.type == jbvString)
+		{
+			int64		expires_s = 3600;
+			JsonbValue	e;
+
+			ep->access_token = MemoryContextStrdup(worker_context, pnstrdup(v.val.string.val, v.val.string.len));
+			if (getKeyJsonValueFromContainer(&jb->root, "expires_in", 10, &e) && e.type == jbvNumeric)
+				expires_s = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(e.val.numeric)));
+			/* renew a little before it runs out */
+			ep->token_expires = TimestampTzPlusMilliseconds(now, Max(expires_s - 30, 1) * 1000);
+			return true;
+		}
+	}
+	ereport(WARNING,
+			(errmsg("plantsync: could not get an OAuth2 token for endpoint \"%s\" (%s)", ep->id,
+					rc != CURLE_OK ? curl_easy_strerror(rc) : psprintf("HTTP %ld", status)),
+			 errhint("Check token_url and the client_id and client_secret secrets of the endpoint.")));
+	ep->token_retry_at = TimestampTzPlusMilliseconds(now, 5000);
+	return false;
 }
 
 /* ---------- transactions ---------- */
@@ -796,6 +956,8 @@ claim_and_start(void)
 		List	   *batch_rows = NIL;
 
 		if (cap <= 0)
+			continue;
+		if (ep->oauth2 && !ensure_token(ep))
 			continue;
 		args[0] = CStringGetTextDatum(ep->id);
 		args[1] = Int32GetDatum(cap);
@@ -984,6 +1146,13 @@ finish_request(Request *req, CURLcode result)
 	{
 		retryable = true;
 		error = psprintf("HTTP %ld", status);
+	}
+	else if (status == 401 && ep->oauth2)
+	{
+		/* the token expired or was revoked early: the retry gets a new one */
+		ep->access_token = NULL;
+		retryable = true;
+		error = psprintf("HTTP 401: the OAuth2 token was refused; a new one is fetched for the retry");
 	}
 	else if (status == 410)
 	{

@@ -129,9 +129,13 @@ CREATE TABLE plantsync.endpoint (
     headers jsonb NOT NULL DEFAULT '{}'
         CONSTRAINT endpoint_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     auth_type text NOT NULL DEFAULT 'none'
-        CONSTRAINT endpoint_auth_type_check CHECK (auth_type IN ('none', 'bearer', 'basic', 'api_key', 'erpnext_token')),
+        CONSTRAINT endpoint_auth_type_check CHECK (auth_type IN ('none', 'bearer', 'basic', 'api_key', 'erpnext_token',
+                                                                 'oauth2_client_credentials')),
     auth_header text,
     auth_username text,
+    token_url text
+        CONSTRAINT endpoint_token_url_scheme CHECK (token_url ~ '^https?://'),
+    token_scope text,
     tls_verify boolean NOT NULL DEFAULT true,
     ca_file text,
     client_cert_file text,
@@ -158,7 +162,8 @@ CREATE TABLE plantsync.endpoint (
     CONSTRAINT endpoint_plain_http_allowed CHECK (base_url ~ '^https://' OR allow_plain_http),
     CONSTRAINT endpoint_retry_schedule_nonempty CHECK (cardinality(retry_schedule) >= 1),
     CONSTRAINT endpoint_auth_settings CHECK (
-        (auth_type <> 'api_key' OR auth_header IS NOT NULL) AND (auth_type <> 'basic' OR auth_username IS NOT NULL)),
+        (auth_type <> 'api_key' OR auth_header IS NOT NULL) AND (auth_type <> 'basic' OR auth_username IS NOT NULL)
+        AND (auth_type <> 'oauth2_client_credentials' OR token_url IS NOT NULL)),
     CONSTRAINT endpoint_client_certificate_pair CHECK ((client_cert_file IS NULL) = (client_key_file IS NULL))
 );
 COMMENT ON TABLE plantsync.endpoint IS 'Targets events are delivered to: an ERP, QMS, planning or maintenance API, with how to reach it. Secrets are in plantsync.endpoint_secret.';
@@ -170,7 +175,9 @@ COMMENT ON COLUMN plantsync.endpoint.allow_plain_http IS 'Whether plain http is 
 COMMENT ON COLUMN plantsync.endpoint.method IS 'HTTP method: POST, PUT or PATCH.';
 COMMENT ON COLUMN plantsync.endpoint.path_template IS 'Path appended to base_url; {type}, {entity}, {site}, {order}, {lot} and {event_id} are replaced from the event (URL-encoded).';
 COMMENT ON COLUMN plantsync.endpoint.headers IS 'Extra request headers, as a JSON object of strings; CR and LF are refused.';
-COMMENT ON COLUMN plantsync.endpoint.auth_type IS 'none; bearer (secret token); basic (auth_username, secret password); api_key (header auth_header, secret api_key); erpnext_token (Authorization: token <api_key>:<api_secret>).';
+COMMENT ON COLUMN plantsync.endpoint.auth_type IS 'none; bearer (secret token); basic (auth_username, secret password); api_key (header auth_header, secret api_key); erpnext_token (Authorization: token <api_key>:<api_secret>); oauth2_client_credentials (token from token_url with secrets client_id and client_secret, cached until it expires, fetched again after a 401).';
+COMMENT ON COLUMN plantsync.endpoint.token_url IS 'OAuth2 token endpoint, for auth_type oauth2_client_credentials.';
+COMMENT ON COLUMN plantsync.endpoint.token_scope IS 'OAuth2 scope requested, if any.';
 COMMENT ON COLUMN plantsync.endpoint.auth_header IS 'Header name for auth_type api_key, e.g. X-API-Key.';
 COMMENT ON COLUMN plantsync.endpoint.auth_username IS 'User name for auth_type basic.';
 COMMENT ON COLUMN plantsync.endpoint.tls_verify IS 'Whether the server certificate and host name are verified (keep true outside tests).';
@@ -194,7 +201,8 @@ COMMENT ON COLUMN plantsync.endpoint.created_at IS 'When it was configured.';
 CREATE TABLE plantsync.endpoint_secret (
     endpoint_id text NOT NULL REFERENCES plantsync.endpoint ON DELETE CASCADE,
     name text NOT NULL
-        CONSTRAINT endpoint_secret_name_check CHECK (name IN ('token', 'password', 'api_key', 'api_secret', 'signing_secret', 'signing_secret_previous')),
+        CONSTRAINT endpoint_secret_name_check CHECK (name IN ('token', 'password', 'api_key', 'api_secret', 'signing_secret',
+                                                             'signing_secret_previous', 'client_id', 'client_secret')),
     value text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (endpoint_id, name)
@@ -202,7 +210,7 @@ CREATE TABLE plantsync.endpoint_secret (
 REVOKE ALL ON plantsync.endpoint_secret FROM PUBLIC;
 COMMENT ON TABLE plantsync.endpoint_secret IS 'Credentials and signing secrets of endpoints. Readable only by the extension''s owner (the administrator); never copied into logs, errors, views or attempt records.';
 COMMENT ON COLUMN plantsync.endpoint_secret.endpoint_id IS 'Endpoint.';
-COMMENT ON COLUMN plantsync.endpoint_secret.name IS 'token, password, api_key, api_secret, signing_secret (Standard Webhooks whsec_...), signing_secret_previous (kept during rotation: requests then carry both signatures).';
+COMMENT ON COLUMN plantsync.endpoint_secret.name IS 'token, password, api_key, api_secret, client_id and client_secret (OAuth2), signing_secret (Standard Webhooks whsec_...), signing_secret_previous (kept during rotation: requests then carry both signatures).';
 COMMENT ON COLUMN plantsync.endpoint_secret.value IS 'The secret.';
 COMMENT ON COLUMN plantsync.endpoint_secret.updated_at IS 'When it was set.';
 

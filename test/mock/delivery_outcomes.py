@@ -52,6 +52,9 @@ def run(t):
         {"path": "/erp/O-DEAD", "responses": [{"status": 502}]},
         {"path": "/gone", "responses": [{"status": 410}]},
         {"path": "/flaky", "responses": [{"status": 503}]},
+        {"path": "/token", "responses": [{"body": {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}},
+                                         {"body": {"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}}]},
+        {"path": "/oauth", "responses": [{"status": 401}, {"status": 200}]},
     ]})
     psql(f"""
 SET plantsync.source_system = 'hub';
@@ -68,6 +71,10 @@ VALUES ('erp', 'erp', 'http://127.0.0.1:{PORT}', true, '/erp/{{order}}', 'erpnex
        ('fenced', 'erp', 'http://localhost:{PORT}/fenced', true, '', 'none', 1500, '{{0, 100 ms}}', 100, '{{}}'),
        ('slow', 'qms', 'http://127.0.0.1:{PORT}/slow', true, '', 'none', 1500, '{{0}}', 100, '{{}}');
 UPDATE plantsync.endpoint SET rate_limit_per_s = 5 WHERE endpoint_id = 'slow';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, auth_type, token_url, token_scope, retry_schedule)
+VALUES ('oauth', 'qms', 'http://127.0.0.1:{PORT}/oauth', true, 'oauth2_client_credentials', 'http://127.0.0.1:{PORT}/token',
+        'quality.write', '{{0, 200 ms, 200 ms}}');
+INSERT INTO plantsync.endpoint_secret VALUES ('oauth', 'client_id', 'plant-p1'), ('oauth', 'client_secret', '{API_SECRET}-oauth');
 CREATE TABLE public.erp_document (delivery_id uuid, status_code integer, document text);
 CREATE FUNCTION public.keep_erp_document(d uuid, code integer, response text) RETURNS void LANGUAGE sql
     AS $f$ INSERT INTO public.erp_document VALUES (d, code, response::jsonb->'data'->>'name') $f$;
@@ -82,7 +89,8 @@ INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES
     ('down-lots', 'lot.unrestricted', 'down'),
     ('flaky-lots', 'lot.restricted', 'flaky'),
     ('fenced-orders', 'production_order.released', 'fenced'),
-    ('slow-lots', 'lot.blocked', 'slow');
+    ('slow-lots', 'lot.blocked', 'slow'),
+    ('oauth-orders', 'production_order.released', 'oauth');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
 VALUES ('batch-movements', 'material_movement.recorded', 'batch', 'batched', 300, 5);
 SET plantsync.source_system = 'erp';
@@ -146,6 +154,23 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
           wait_for("gone disabled", lambda: psql("SELECT enabled FROM plantsync.endpoint WHERE endpoint_id = 'gone'") == "f", 15))
     check("the disabled endpoint says why",
           "410" in psql("SELECT disabled_reason FROM plantsync.endpoint WHERE endpoint_id = 'gone'"))
+
+    # OAuth2 client credentials: one token, reused; a 401 fetches a new one.
+    check("the OAuth2 endpoint's deliveries are all delivered",
+          wait_for("oauth settled", lambda: settled("oauth"), 20) and
+          psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'oauth' AND status <> 'delivered'") == "0")
+    reqs = mock("/_requests")
+    token_reqs = [r for r in reqs if r["path"] == "/token"]
+    oauth_reqs = [r for r in reqs if r["path"] == "/oauth"]
+    expected_basic = "Basic " + base64.b64encode(f"plant-p1:{API_SECRET}-oauth".encode()).decode()
+    check("tokens are requested with client credentials (HTTP Basic, grant_type, scope)",
+          len(token_reqs) >= 2 and all(r["headers"].get("authorization") == expected_basic and
+                                       "grant_type=client_credentials" in r["body"] and "scope=quality.write" in r["body"]
+                                       for r in token_reqs), str([(r["headers"].get("authorization"), r["body"]) for r in token_reqs]))
+    auths = [r["headers"].get("authorization") for r in oauth_reqs]
+    check("requests carry the cached token; after a 401 a new one is fetched and used",
+          auths[0] == "Bearer tok-1" and "Bearer tok-2" in auths and len(token_reqs) == 2,
+          f"{auths}; {len(token_reqs)} token requests")
 
     # Response handlers see each delivered response (here: the ERP document number).
     calls = psql("SELECT count(*) FROM public.erp_document WHERE status_code = 200")
