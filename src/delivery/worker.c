@@ -88,6 +88,10 @@ typedef struct Endpoint
 	char	   *access_token;	/* cached; NULL when none */
 	TimestampTz token_expires;
 	TimestampTz token_retry_at; /* after a failed token request */
+	bool		sap_csrf;
+	char	   *basic_auth;		/* "Basic ...", for the CSRF fetch */
+	char	   *csrf_token;		/* cached; NULL when none */
+	char	   *csrf_cookies;
 
 	/* runtime */
 	int			in_flight;
@@ -117,6 +121,7 @@ typedef struct Request
 	double		retry_after_s;
 	TimestampTz started;
 	bool		blocked;		/* refused by allowed_networks */
+	bool		csrf_required;	/* 403 with x-csrf-token: Required */
 	char		errbuf[CURL_ERROR_SIZE];
 } Request;
 
@@ -381,6 +386,9 @@ load_endpoints(void)
 
 			if (strcmp(auth_type, "oauth2_client_credentials") != 0)
 				ep->oauth2 = false;
+			ep->sap_csrf = strcmp(auth_type, "sap_csrf") == 0;
+			if (!ep->sap_csrf)
+				ep->csrf_token = NULL;
 			if (strcmp(auth_type, "bearer") == 0)
 			{
 				char	   *token = secret_of(id, "token");
@@ -388,7 +396,7 @@ load_endpoints(void)
 				if (token)
 					add_header(ep, "Authorization", psprintf("Bearer %s", token));
 			}
-			else if (strcmp(auth_type, "basic") == 0)
+			else if (strcmp(auth_type, "basic") == 0 || ep->sap_csrf)
 			{
 				char	   *password = secret_of(id, "password");
 				char	   *plain = psprintf("%s:%s", username, password ? password : "");
@@ -397,7 +405,8 @@ load_endpoints(void)
 
 				len = pg_b64_encode(plain, strlen(plain), enc, len);
 				enc[len] = '\0';
-				add_header(ep, "Authorization", psprintf("Basic %s", enc));
+				ep->basic_auth = psprintf("Basic %s", enc);
+				add_header(ep, "Authorization", ep->basic_auth);
 			}
 			else if (strcmp(auth_type, "api_key") == 0)
 			{
@@ -538,6 +547,9 @@ header_cb(char *data, size_t size, size_t nitems, void *userdata)
 	Request    *req = userdata;
 	size_t		len = size * nitems;
 
+	if (len >= 24 && pg_strncasecmp(data, "x-csrf-token:", 13) == 0 &&
+		pg_strncasecmp(data + 13 + strspn(data + 13, " \t"), "Required", 8) == 0)
+		req->csrf_required = true;
 	if (len > 12 && pg_strncasecmp(data, "Retry-After:", 12) == 0)
 	{
 		char		value[128];
@@ -680,6 +692,16 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	{
 		line = psprintf("Authorization: Bearer %s", req->ep->access_token);
 		h = curl_slist_append(h, line);
+	}
+	if (req->ep->sap_csrf && req->ep->csrf_token)
+	{
+		line = psprintf("X-CSRF-Token: %s", req->ep->csrf_token);
+		h = curl_slist_append(h, line);
+		if (req->ep->csrf_cookies && req->ep->csrf_cookies[0])
+		{
+			line = psprintf("Cookie: %s", req->ep->csrf_cookies);
+			h = curl_slist_append(h, line);
+		}
 	}
 	line = psprintf("Idempotency-Key: %s", idempotency_key);
 	h = curl_slist_append(h, line);
@@ -862,6 +884,122 @@ ensure_token(Endpoint *ep)
 	return false;
 }
 
+/* ---------- SAP CSRF tokens ---------- */
+
+typedef struct CsrfFetch
+{
+	StringInfoData token;
+	StringInfoData cookies;
+} CsrfFetch;
+
+static size_t
+csrf_header_cb(char *data, size_t size, size_t nitems, void *userdata)
+{
+	CsrfFetch  *f = userdata;
+	size_t		len = size * nitems;
+	char	   *line = pnstrdup(data, len);
+	char	   *v;
+
+	line[strcspn(line, "\r\n")] = '\0';
+	if (pg_strncasecmp(line, "x-csrf-token:", 13) == 0)
+	{
+		v = line + 13 + strspn(line + 13, " \t");
+		resetStringInfo(&f->token);
+		appendStringInfoString(&f->token, v);
+	}
+	else if (pg_strncasecmp(line, "set-cookie:", 11) == 0)
+	{
+		/* keep name=value, drop the attributes */
+		v = line + 11 + strspn(line + 11, " \t");
+		v[strcspn(v, ";")] = '\0';
+		appendStringInfo(&f->cookies, "%s%s", f->cookies.len ? "; " : "", v);
+	}
+	pfree(line);
+	return len;
+}
+
+static size_t
+discard_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	return size * nmemb;
+}
+
+/*
+ * SAP OData writes need an X-CSRF-Token fetched with a GET (header
+ * "X-CSRF-Token: Fetch") and sent back with the session cookies of that GET.
+ * Kept per endpoint in worker memory until the server asks for a new one.
+ */
+static bool
+ensure_csrf(Endpoint *ep)
+{
+	CURL	   *easy;
+	struct curl_slist *h = NULL;
+	CsrfFetch	f;
+	CURLcode	rc;
+	long		status = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (ep->csrf_token)
+		return true;
+	if (now < ep->token_retry_at)
+		return false;
+	initStringInfo(&f.token);
+	initStringInfo(&f.cookies);
+	easy = curl_easy_init();
+	if (easy == NULL)
+		return false;
+	h = curl_slist_append(h, "X-CSRF-Token: Fetch");
+	if (ep->basic_auth)
+	{
+		char	   *line = psprintf("Authorization: %s", ep->basic_auth);
+
+		h = curl_slist_append(h, line);
+		pfree(line);
+	}
+	curl_easy_setopt(easy, CURLOPT_URL, ep->base_url);
+	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ep->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Min(ep->timeout_ms, 10000L));
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, csrf_header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &f);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_cb);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ep->tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, ep->tls_verify ? 2L : 0L);
+	if (ep->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, ep->ca_file);
+	if (ep->client_cert_file)
+	{
+		curl_easy_setopt(easy, CURLOPT_SSLCERT, ep->client_cert_file);
+		curl_easy_setopt(easy, CURLOPT_SSLKEY, ep->client_key_file);
+	}
+	rc = curl_easy_perform(easy);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(h);
+	if (rc == CURLE_OK && status >= 200 && status < 300 && f.token.len > 0 &&
+		header_value_ok(f.token.data) && header_value_ok(f.cookies.data))
+	{
+		ep->csrf_token = MemoryContextStrdup(worker_context, f.token.data);
+		ep->csrf_cookies = MemoryContextStrdup(worker_context, f.cookies.data);
+		return true;
+	}
+	ereport(WARNING,
+			(errmsg("plantsync: could not fetch an X-CSRF-Token for endpoint \"%s\" (%s)", ep->id,
+					rc != CURLE_OK ? curl_easy_strerror(rc) :
+					f.token.len == 0 ? psprintf("HTTP %ld without a token", status) : psprintf("HTTP %ld", status))));
+	ep->token_retry_at = TimestampTzPlusMilliseconds(now, 5000);
+	return false;
+}
+
 /* ---------- transactions ---------- */
 
 /* The background worker transaction skeleton around the SPI work. */
@@ -958,6 +1096,8 @@ claim_and_start(void)
 		if (cap <= 0)
 			continue;
 		if (ep->oauth2 && !ensure_token(ep))
+			continue;
+		if (ep->sap_csrf && !ensure_csrf(ep))
 			continue;
 		args[0] = CStringGetTextDatum(ep->id);
 		args[1] = Int32GetDatum(cap);
@@ -1146,6 +1286,13 @@ finish_request(Request *req, CURLcode result)
 	{
 		retryable = true;
 		error = psprintf("HTTP %ld", status);
+	}
+	else if (status == 403 && ep->sap_csrf && req->csrf_required)
+	{
+		/* the session or its token expired: the retry fetches a new one */
+		ep->csrf_token = NULL;
+		retryable = true;
+		error = psprintf("HTTP 403: X-CSRF-Token required; a new one is fetched for the retry");
 	}
 	else if (status == 401 && ep->oauth2)
 	{

@@ -130,7 +130,7 @@ CREATE TABLE plantsync.endpoint (
         CONSTRAINT endpoint_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     auth_type text NOT NULL DEFAULT 'none'
         CONSTRAINT endpoint_auth_type_check CHECK (auth_type IN ('none', 'bearer', 'basic', 'api_key', 'erpnext_token',
-                                                                 'oauth2_client_credentials')),
+                                                                 'oauth2_client_credentials', 'sap_csrf')),
     auth_header text,
     auth_username text,
     token_url text
@@ -162,7 +162,7 @@ CREATE TABLE plantsync.endpoint (
     CONSTRAINT endpoint_plain_http_allowed CHECK (base_url ~ '^https://' OR allow_plain_http),
     CONSTRAINT endpoint_retry_schedule_nonempty CHECK (cardinality(retry_schedule) >= 1),
     CONSTRAINT endpoint_auth_settings CHECK (
-        (auth_type <> 'api_key' OR auth_header IS NOT NULL) AND (auth_type <> 'basic' OR auth_username IS NOT NULL)
+        (auth_type <> 'api_key' OR auth_header IS NOT NULL) AND (auth_type NOT IN ('basic', 'sap_csrf') OR auth_username IS NOT NULL)
         AND (auth_type <> 'oauth2_client_credentials' OR token_url IS NOT NULL)),
     CONSTRAINT endpoint_client_certificate_pair CHECK ((client_cert_file IS NULL) = (client_key_file IS NULL))
 );
@@ -175,7 +175,7 @@ COMMENT ON COLUMN plantsync.endpoint.allow_plain_http IS 'Whether plain http is 
 COMMENT ON COLUMN plantsync.endpoint.method IS 'HTTP method: POST, PUT or PATCH.';
 COMMENT ON COLUMN plantsync.endpoint.path_template IS 'Path appended to base_url; {type}, {entity}, {site}, {order}, {lot} and {event_id} are replaced from the event (URL-encoded).';
 COMMENT ON COLUMN plantsync.endpoint.headers IS 'Extra request headers, as a JSON object of strings; CR and LF are refused.';
-COMMENT ON COLUMN plantsync.endpoint.auth_type IS 'none; bearer (secret token); basic (auth_username, secret password); api_key (header auth_header, secret api_key); erpnext_token (Authorization: token <api_key>:<api_secret>); oauth2_client_credentials (token from token_url with secrets client_id and client_secret, cached until it expires, fetched again after a 401).';
+COMMENT ON COLUMN plantsync.endpoint.auth_type IS 'none; bearer (secret token); basic (auth_username, secret password); api_key (header auth_header, secret api_key); erpnext_token (Authorization: token <api_key>:<api_secret>); oauth2_client_credentials (token from token_url with secrets client_id and client_secret, cached until it expires, fetched again after a 401); sap_csrf (SAP OData: basic auth with auth_username and secret password, plus an X-CSRF-Token fetched with a GET on base_url and sent back with its session cookies, fetched again after a 403 "x-csrf-token: Required").';
 COMMENT ON COLUMN plantsync.endpoint.token_url IS 'OAuth2 token endpoint, for auth_type oauth2_client_credentials.';
 COMMENT ON COLUMN plantsync.endpoint.token_scope IS 'OAuth2 scope requested, if any.';
 COMMENT ON COLUMN plantsync.endpoint.auth_header IS 'Header name for auth_type api_key, e.g. X-API-Key.';

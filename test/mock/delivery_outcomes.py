@@ -55,6 +55,9 @@ def run(t):
         {"path": "/token", "responses": [{"body": {"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}},
                                          {"body": {"access_token": "tok-2", "token_type": "Bearer", "expires_in": 3600}}]},
         {"path": "/oauth", "responses": [{"status": 401}, {"status": 200}]},
+        {"path": "/sap/API", "responses": [{"status": 403, "headers": {"x-csrf-token": "Required"}}, {"status": 201, "body": {"d": {"MaterialDocument": "4900000001"}}}]},
+        {"path": "/sap", "responses": [{"headers": {"x-csrf-token": "csrf-1", "Set-Cookie": "SAP_SESSIONID_S4H_100=abc; path=/; HttpOnly"}},
+                                       {"headers": {"x-csrf-token": "csrf-2", "Set-Cookie": "SAP_SESSIONID_S4H_100=def; path=/; HttpOnly"}}]},
     ]})
     psql(f"""
 SET plantsync.source_system = 'hub';
@@ -75,6 +78,10 @@ INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_
 VALUES ('oauth', 'qms', 'http://127.0.0.1:{PORT}/oauth', true, 'oauth2_client_credentials', 'http://127.0.0.1:{PORT}/token',
         'quality.write', '{{0, 200 ms, 200 ms}}');
 INSERT INTO plantsync.endpoint_secret VALUES ('oauth', 'client_id', 'plant-p1'), ('oauth', 'client_secret', '{API_SECRET}-oauth');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, auth_type, auth_username, path_template, retry_schedule)
+VALUES ('sap', 'erp', 'http://127.0.0.1:{PORT}/sap', true, 'sap_csrf', 'PLANTSYNC', '/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader',
+        '{{0, 200 ms, 200 ms}}');
+INSERT INTO plantsync.endpoint_secret VALUES ('sap', 'password', '{API_SECRET}-sap');
 CREATE TABLE public.erp_document (delivery_id uuid, status_code integer, document text);
 CREATE FUNCTION public.keep_erp_document(d uuid, code integer, response text) RETURNS void LANGUAGE sql
     AS $f$ INSERT INTO public.erp_document VALUES (d, code, response::jsonb->'data'->>'name') $f$;
@@ -90,7 +97,8 @@ INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES
     ('flaky-lots', 'lot.restricted', 'flaky'),
     ('fenced-orders', 'production_order.released', 'fenced'),
     ('slow-lots', 'lot.blocked', 'slow'),
-    ('oauth-orders', 'production_order.released', 'oauth');
+    ('oauth-orders', 'production_order.released', 'oauth'),
+    ('sap-orders', 'production_order.released', 'sap');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
 VALUES ('batch-movements', 'material_movement.recorded', 'batch', 'batched', 300, 5);
 SET plantsync.source_system = 'erp';
@@ -171,6 +179,23 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
     check("requests carry the cached token; after a 401 a new one is fetched and used",
           auths[0] == "Bearer tok-1" and "Bearer tok-2" in auths and len(token_reqs) == 2,
           f"{auths}; {len(token_reqs)} token requests")
+
+    # SAP: X-CSRF-Token fetched with a GET, sent back with the session cookie;
+    # a 403 "Required" fetches a new one for the retry.
+    check("the SAP endpoint's deliveries are all delivered",
+          wait_for("sap settled", lambda: settled("sap"), 20) and
+          psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'sap' AND status <> 'delivered'") == "0")
+    reqs = mock("/_requests")
+    fetches = [r for r in reqs if r["path"] == "/sap"]
+    posts = [r for r in reqs if r["path"].startswith("/sap/API")]
+    basic = "Basic " + base64.b64encode(f"PLANTSYNC:{API_SECRET}-sap".encode()).decode()
+    check("the token is fetched with GET, X-CSRF-Token: Fetch and basic auth",
+          len(fetches) == 2 and all(r["method"] == "GET" and r["headers"].get("x-csrf-token") == "Fetch"
+                                    and r["headers"].get("authorization") == basic for r in fetches), str(len(fetches)))
+    check("writes carry the token and the session cookie of its fetch",
+          posts[0]["headers"].get("x-csrf-token") == "csrf-1" and posts[0]["headers"].get("cookie") == "SAP_SESSIONID_S4H_100=abc"
+          and any(r["headers"].get("x-csrf-token") == "csrf-2" and r["headers"].get("cookie") == "SAP_SESSIONID_S4H_100=def" for r in posts),
+          str([(r["headers"].get("x-csrf-token"), r["headers"].get("cookie")) for r in posts]))
 
     # Response handlers see each delivered response (here: the ERP document number).
     calls = psql("SELECT count(*) FROM public.erp_document WHERE status_code = 200")
