@@ -8,11 +8,13 @@
 #   4. the worker's private memory over many deliveries (target: growth
 #      < 10 MB after warm-up).
 #
-#   bash test/bench/delivery.sh   (PLANTSYNC_BENCH_BACKLOG=100000, PLANTSYNC_BENCH_RSS_DELIVERIES=1000000)
+#   bash test/bench/delivery.sh   (PLANTSYNC_BENCH_BACKLOG=100000, PLANTSYNC_BENCH_RSS_DELIVERIES=1000000,
+#                                  PLANTSYNC_BENCH_WORKERS=1)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BACKLOG=${PLANTSYNC_BENCH_BACKLOG:-100000}
+WORKERS=${PLANTSYNC_BENCH_WORKERS:-1}
 RSS_DELIVERIES=${PLANTSYNC_BENCH_RSS_DELIVERIES:-1000000}
 ensure_packages nginx-light wrk || die "could not install nginx and wrk"
 
@@ -39,6 +41,7 @@ stop_nginx() { [[ -f $BENCH_WORK/nginx/nginx.pid ]] && kill "$(cat "$BENCH_WORK/
 on_exit stop_nginx
 
 bench_start bench_delivery
+psql -X -q -d postgres -c "ALTER SYSTEM SET plantsync.workers_per_database = $WORKERS" -c "SELECT pg_reload_conf()" >/dev/null
 psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" <<SQL
 ALTER DATABASE $BENCH_DB SET plantsync.delivery_enabled = on;
 SET plantsync.source_system = 'hub';
@@ -101,7 +104,7 @@ SQL
 read -r p50 p99 measured <<<"$latency"
 
 log_section "4. worker memory over $RSS_DELIVERIES deliveries"
-wpid=$(psql -X -At -d "$BENCH_DB" -c "SELECT pid FROM plantsync.worker_status LIMIT 1")
+wpid=$(psql -X -At -d "$BENCH_DB" -c "SELECT pid FROM plantsync.worker_status ORDER BY worker_index LIMIT 1")
 # RssAnon: the worker's private memory. VmRSS would also count the shared
 # buffers it touches, which grow with the tables, not with any leak.
 rss() { awk '/^RssAnon/ {print $2}' "/proc/$wpid/status"; }
@@ -122,7 +125,7 @@ done
 rss_end=$(rss)
 
 echo
-echo "delivery to a local nginx sink, $(nproc) cores, one delivery worker:"
+echo "delivery to a local nginx sink, $(nproc) cores, $WORKERS delivery worker(s):"
 echo "  wrk ceiling of the sink: $(printf '%.0f' "$ceiling") requests/s (64 connections, 1.2 kB POSTs)"
 echo "  plantsync: $delivered deliveries of a $BACKLOG-event backlog in $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}') s = $rate deliveries/s, durable (settled in committed transactions) -> ${share}% of the wrk ceiling (target >= 40%)"
 echo "  commit-to-receipt latency at 1,000 events/s: p50 ${p50} ms, p99 ${p99} ms over $measured deliveries (target p99 < 50 ms)"
