@@ -576,6 +576,28 @@ header_cb(char *data, size_t size, size_t nitems, void *userdata)
 	return len;
 }
 
+/*
+ * What every request plantsync makes has in common: http and https only, no
+ * redirects, no signals, the endpoint's timeouts and TLS verification.
+ */
+static void
+set_safe_options(CURL *easy, Endpoint *ep, long timeout_ms)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ep->connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ep->tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, ep->tls_verify ? 2L : 0L);
+	if (ep->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, ep->ca_file);
+}
+
 /* Is the address inside one of the endpoint's allowed networks? */
 static bool
 address_allowed(Endpoint *ep, struct sockaddr *sa)
@@ -724,15 +746,7 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->ep->method);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
-#endif
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, req->ep->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, req->ep->timeout_ms);
+	set_safe_options(easy, req->ep, req->ep->timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
@@ -742,10 +756,6 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, req->ep->tls_verify ? 1L : 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, req->ep->tls_verify ? 2L : 0L);
-	if (req->ep->ca_file)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, req->ep->ca_file);
 	if (req->ep->client_cert_file)
 	{
 		curl_easy_setopt(easy, CURLOPT_SSLCERT, req->ep->client_cert_file);
@@ -822,21 +832,9 @@ ensure_token(Endpoint *ep)
 	}
 	curl_easy_setopt(easy, CURLOPT_URL, ep->token_url);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
-#endif
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ep->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Min(ep->timeout_ms, 10000L));
+	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L));
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, token_write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ep->tls_verify ? 1L : 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, ep->tls_verify ? 2L : 0L);
-	if (ep->ca_file)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, ep->ca_file);
 	rc = curl_easy_perform(easy);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
@@ -959,22 +957,10 @@ ensure_csrf(Endpoint *ep)
 	curl_easy_setopt(easy, CURLOPT_URL, ep->base_url);
 	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
-#endif
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ep->connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, Min(ep->timeout_ms, 10000L));
+	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L));
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, csrf_header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &f);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_cb);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ep->tls_verify ? 1L : 0L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, ep->tls_verify ? 2L : 0L);
-	if (ep->ca_file)
-		curl_easy_setopt(easy, CURLOPT_CAINFO, ep->ca_file);
 	if (ep->client_cert_file)
 	{
 		curl_easy_setopt(easy, CURLOPT_SSLCERT, ep->client_cert_file);
