@@ -476,6 +476,11 @@ plantsync_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("plantsync delivery worker");
+	/*
+	 * The claim and settle statements are cheap but costed high (index paths
+	 * are forced); compiling them with JIT would cost more than running them.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
 
 	StartTransactionCommand();
 	has_extension = OidIsValid(get_extension_oid("plantsync", true));

@@ -1040,8 +1040,8 @@ claim_capacity(Endpoint *ep, TimestampTz now)
 }
 
 /*
- * Claims for every endpoint with room and starts the requests. Returns how
- * many deliveries were claimed.
+ * Claims for every endpoint with room and starts the requests, inside the
+ * cycle's transaction. Returns how many deliveries were claimed.
  */
 static int
 claim_and_start(void)
@@ -1051,7 +1051,6 @@ claim_and_start(void)
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		generation;
 
-	begin_work("plantsync: claiming deliveries");
 	MemoryContextReset(claim_context);
 
 	if (!OidIsValid(get_extension_oid("plantsync", true)))
@@ -1186,7 +1185,6 @@ claim_and_start(void)
 		}
 	}
 
-	end_work();
 	return claimed;
 }
 
@@ -1321,12 +1319,6 @@ finish_request(Request *req, CURLcode result)
 		else
 			outcome = "dead";
 		add_outcome(req, k, outcome, (int) status, error, next);
-		if (strcmp(outcome, "dead") == 0)
-			pg_atomic_fetch_add_u64(&my_slot->dead, 1);
-		else if (strcmp(outcome, "retrying") == 0)
-			pg_atomic_fetch_add_u64(&my_slot->retried, 1);
-		else
-			pg_atomic_fetch_add_u64(&my_slot->delivered, 1);
 	}
 
 	/* circuit breaker */
@@ -1443,7 +1435,10 @@ text_array(char **values, bool *nulls, int n)
 	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* Writes the collected outcomes and endpoint events in one transaction. */
+/*
+ * Writes the collected outcomes and endpoint events, inside the cycle's
+ * transaction; settle_done() frees them once it has committed.
+ */
 static void
 settle(void)
 {
@@ -1458,7 +1453,6 @@ settle(void)
 	if (n_outcomes == 0 && endpoint_events == NIL)
 		return;
 
-	begin_work("plantsync: settling deliveries");
 	old = MemoryContextSwitchTo(batch_context);
 
 	if (n_outcomes > 0)
@@ -1540,10 +1534,23 @@ settle(void)
 	}
 
 	MemoryContextSwitchTo(old);
-	end_work();
+}
+
+static void
+settle_done(void)
+{
+	ListCell   *lc;
+	int			i;
 
 	for (i = 0; i < n_outcomes; i++)
 	{
+		/* counted once committed: the counters say what is settled */
+		if (strcmp(outcomes[i].outcome, "dead") == 0)
+			pg_atomic_fetch_add_u64(&my_slot->dead, 1);
+		else if (strcmp(outcomes[i].outcome, "retrying") == 0)
+			pg_atomic_fetch_add_u64(&my_slot->retried, 1);
+		else
+			pg_atomic_fetch_add_u64(&my_slot->delivered, 1);
 		if (outcomes[i].error)
 			pfree(outcomes[i].error);
 		if (outcomes[i].response)
@@ -1572,6 +1579,7 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 	TimestampTz last_watchdog = 0;
 	TimestampTz first_unsettled = 0;
 	bool		claim_now = true;
+	bool		settle_due;
 
 	my_slot = slot;
 	worker_context = AllocSetContextCreate(TopMemoryContext, "plantsync delivery worker", ALLOCSET_DEFAULT_SIZES);
@@ -1637,10 +1645,28 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 			ResetLatch(MyLatch);
 			claim_now = true;
 		}
-		if (claim_now || TimestampDifferenceExceeds(last_claim, now, in_flight > 0 ? CLAIM_INTERVAL_MS : plantsync_worker_idle_ms))
+		/*
+		 * One transaction a cycle settles what has finished and claims as
+		 * much again: one commit (one WAL flush) for both.
+		 */
+		settle_due = (n_outcomes > 0 || endpoint_events != NIL) &&
+			(n_outcomes >= SETTLE_BATCH || in_flight == 0 ||
+			 TimestampDifferenceExceeds(first_unsettled, now, SETTLE_INTERVAL_MS));
+		if (settle_due || claim_now ||
+			TimestampDifferenceExceeds(last_claim, now, in_flight > 0 ? CLAIM_INTERVAL_MS : plantsync_worker_idle_ms))
 		{
-			int			claimed = claim_and_start();
+			int			claimed;
 
+			begin_work("plantsync: settling and claiming deliveries");
+			if (settle_due)
+				settle();
+			claimed = claim_and_start();
+			end_work();
+			if (settle_due)
+			{
+				settle_done();
+				first_unsettled = 0;
+			}
 			last_claim = GetCurrentTimestamp();
 			/* a full claim means more is probably waiting */
 			claim_now = claimed > 0 && claimed >= plantsync_claim_batch;
@@ -1656,33 +1682,17 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 		{
 			curl_multi_perform(multi, &running);
 			collect_completions();
-			if (n_outcomes > 0 && first_unsettled == 0)
-				first_unsettled = GetCurrentTimestamp();
 			if (in_flight > 0)
 			{
 				curl_multi_poll(multi, NULL, 0, 5, NULL);
 				curl_multi_perform(multi, &running);
 				collect_completions();
 			}
+			if (n_outcomes > 0 && first_unsettled == 0)
+				first_unsettled = GetCurrentTimestamp();
 		}
 
-		if (n_outcomes > 0 || endpoint_events != NIL)
-		{
-			now = GetCurrentTimestamp();
-			if (first_unsettled == 0)
-				first_unsettled = now;
-			if (n_outcomes >= SETTLE_BATCH || in_flight == 0 ||
-				TimestampDifferenceExceeds(first_unsettled, now, SETTLE_INTERVAL_MS))
-			{
-				settle();
-				first_unsettled = 0;
-				/* capacity came free: look for more at once */
-				claim_now = true;
-				continue;
-			}
-		}
-
-		if (in_flight == 0 && !claim_now)
+		if (in_flight == 0 && !claim_now && n_outcomes == 0 && endpoint_events == NIL)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 plantsync_worker_idle_ms, PG_WAIT_EXTENSION);

@@ -708,12 +708,13 @@ SET enable_seqscan = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
 SET max_parallel_workers_per_gather = 0
+-- forced index paths look expensive to the planner: never worth compiling
+SET jit = off
 AS $$
 DECLARE
     r record;
     waiting bigint;
     oldest timestamptz;
-    claimed uuid[];
     b uuid;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
@@ -735,6 +736,8 @@ BEGIN
 
     -- Real-time deliveries: due, and first in line for their ordering key
     -- (no earlier event of the same aggregate still unsettled for this endpoint).
+    -- One statement picks, leases and returns them with their payload.
+    RETURN QUERY
     WITH pick AS (
         SELECT d.id, d.created_at
           FROM plantsync.delivery d
@@ -758,15 +761,18 @@ BEGIN
            SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1, updated_at = now(),
                claimed_by = p_claimant
           FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
-        RETURNING d.id
+        RETURNING d.*
     )
-    SELECT coalesce(array_agg(upd.id), '{}') INTO claimed FROM upd;
+    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
+           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number
+      FROM upd d
+      JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+     ORDER BY d.ordering_key, d.aggregate_seq;
 
     -- Batched routes: one batch per route when its window has passed or it is
     -- full, and only one batch of a route in flight at a time (keeps order).
     FOR r IN SELECT rt.route_id, rt.batch_window_ms, rt.batch_max_size FROM plantsync.route rt
               WHERE rt.endpoint_id = p_endpoint_id AND rt.mode = 'batched' ORDER BY rt.route_id LOOP
-        -- (batches only: real-time routes are handled above)
         CONTINUE WHEN EXISTS (SELECT 1 FROM plantsync.delivery d
                                WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.status = 'in_flight');
         SELECT count(*), min(d.created_at) INTO waiting, oldest
@@ -778,6 +784,7 @@ BEGIN
         CONTINUE WHEN waiting < r.batch_max_size
                   AND oldest > clock_timestamp() - make_interval(secs => r.batch_window_ms / 1000.0);
         b := plantsync.uuid_v7();
+        RETURN QUERY
         WITH pick AS (
             SELECT d.id, d.created_at FROM plantsync.delivery d
              WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
@@ -791,18 +798,14 @@ BEGIN
                SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1,
                    batch_id = b, updated_at = now(), claimed_by = p_claimant
               FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
-            RETURNING d.id
+            RETURNING d.*
         )
-        SELECT claimed || coalesce(array_agg(upd.id), '{}') INTO claimed FROM upd;
+        SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
+               d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number
+          FROM upd d
+          JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+         ORDER BY d.ordering_key, d.aggregate_seq;
     END LOOP;
-
-    RETURN QUERY
-    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
-           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number
-      FROM plantsync.delivery d
-      JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
-     WHERE d.id = ANY (claimed)
-     ORDER BY d.batch_id NULLS FIRST, d.ordering_key, d.aggregate_seq;
 END
 $$;
 COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval, integer) IS

@@ -72,11 +72,23 @@ SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'BL-' |
   CROSS JOIN plantsync.storage_location s;
 SQL
 pending() { psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.delivery WHERE status IN ('pending', 'retrying', 'in_flight')"; }
+# While draining, the workers' own counters (shared memory) say how far they
+# are: counting the delivery table instead would scan it several times a
+# second and take a core from the workers being measured.
+settled() { psql -X -At -d "$BENCH_DB" -c "SELECT coalesce(sum(delivered + dead), 0) FROM plantsync.worker_status"; }
+# wait_settled TARGET: until the workers have settled TARGET in all, and
+# nothing is left.
+wait_settled() {
+    while (($(settled) < $1)); do sleep 0.1; done
+    while [[ $(pending) != 0 ]]; do sleep 0.5; done
+}
 log_info "backlog: $(pending) pending deliveries; enabling the endpoint"
+target=$(($(settled) + BACKLOG))
 start=$(date +%s.%N)
 psql -X -q -d "$BENCH_DB" -c "SET plantsync.source_system = 'hub'" -c "UPDATE plantsync.endpoint SET enabled = true WHERE endpoint_id = 'sink'"
-while [[ $(pending) != 0 ]]; do sleep 0.2; done
+while (($(settled) < target)); do sleep 0.1; done
 end=$(date +%s.%N)
+while [[ $(pending) != 0 ]]; do sleep 0.5; done
 delivered=$(psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.delivery WHERE status = 'delivered'")
 rate=$(awk -v n="$delivered" -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", n / (b - a)}')
 share=$(awk -v r="$rate" -v c="$ceiling" 'BEGIN {printf "%.0f", 100 * r / c}')
@@ -112,13 +124,14 @@ rss_start=$(rss)
 done_so_far=0
 chunk=100000
 while ((done_so_far < RSS_DELIVERIES)); do
+    target=$(($(settled) + chunk))
     psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "
 INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, source_system, external_id)
 SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'RSS-$done_so_far-' || g
   FROM generate_series(1, $chunk) g
   JOIN plantsync.lot l ON l.lot_number = 'LOT-' || (g % 1000 + 1)
   CROSS JOIN plantsync.storage_location s"
-    while [[ $(pending) != 0 ]]; do sleep 0.5; done
+    wait_settled "$target"
     done_so_far=$((done_so_far + chunk))
     log_info "$done_so_far deliveries: worker private memory (RssAnon) $(rss) kB"
 done
