@@ -18,7 +18,8 @@ OBJS = \
 	src/contracts/json_schema.o \
 	src/contracts/contract.o \
 	src/delivery/launcher.o \
-	src/delivery/worker.o
+	src/delivery/worker.o \
+	src/genealogy/trace.o
 
 SQL_FRAGMENTS = \
 	src/core/00_header.sql \
@@ -33,12 +34,13 @@ SQL_FRAGMENTS = \
 	src/contracts/82_contracts.sql \
 	src/outbox/85_outbox.sql \
 	src/delivery/87_delivery.sql \
+	src/genealogy/88_genealogy.sql \
 	src/core/90_guards.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = $(DATA_built)
 
-REGRESS = install state_machine ownership ledger model_bad_input outbox contracts
+REGRESS = install state_machine ownership ledger model_bad_input outbox contracts genealogy
 REGRESS_OPTS = --load-extension=plantsync
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/contracts -DPLANTSYNC_VERSION=\"$(EXTVERSION)\" $(shell pkg-config --cflags libcurl) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers

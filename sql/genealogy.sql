@@ -1,0 +1,81 @@
+-- Genealogy as users see it: a small plant's links, the traces and their
+-- JSON, the recall scope, and every refusal with its SQLSTATE.
+\set SHOW_CONTEXT never
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.site (site_id, name) VALUES ('RG', 'Regress genealogy');
+INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('RG', 'WH', 'Store');
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.material (site_id, material_number, description, material_type, base_uom)
+VALUES ('RG', 'FLOUR', 'Flour', 'raw', 'KG'), ('RG', 'DOUGH', 'Dough', 'semi_finished', 'KG'), ('RG', 'BREAD', 'Bread', 'finished', 'KG');
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'RG', o.n, m.id, 100, 'KG', 'released', '2027-01-01'
+  FROM (VALUES ('MIX-1', 'DOUGH'), ('BAKE-1', 'BREAD')) o (n, mat) JOIN plantsync.material m ON m.material_number = o.mat AND m.site_id = 'RG';
+SET plantsync.source_system = 'mes';
+INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition)
+SELECT 'RG', m.id, l.n, 'unrestricted'
+  FROM (VALUES ('FL-1', 'FLOUR'), ('FL-2', 'FLOUR'), ('DG-1', 'DOUGH'), ('BR-1', 'BREAD'), ('BR-2', 'BREAD')) l (n, mat)
+  JOIN plantsync.material m ON m.material_number = l.mat AND m.site_id = 'RG';
+CREATE FUNCTION regress.glot(text) RETURNS uuid LANGUAGE sql AS $$ SELECT id FROM plantsync.lot WHERE lot_number = $1 $$;
+CREATE FUNCTION regress.move(p_type text, p_lot text, p_qty numeric, p_order text, p_ext text, p_at timestamptz) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, to_location_id,
+                                             order_id, source_system, external_id, posted_at)
+    SELECT 'RG', p_type, l.material_id, l.id, p_qty, 'KG',
+           CASE WHEN p_type = 'consumption' THEN s.id END, CASE WHEN p_type <> 'consumption' THEN s.id END,
+           (SELECT id FROM plantsync.production_order WHERE order_number = p_order), 'mes', p_ext, p_at
+      FROM plantsync.lot l, plantsync.storage_location s WHERE l.lot_number = p_lot AND s.site_id = 'RG' $$;
+SELECT regress.move('goods_receipt', 'FL-1', 500, NULL, 'RG-1', '2026-05-01 06:00+00'),
+       regress.move('goods_receipt', 'FL-2', 500, NULL, 'RG-2', '2026-05-01 06:00+00'),
+       regress.move('consumption', 'FL-1', 60, 'MIX-1', 'RG-3', '2026-05-01 07:00+00'),
+       regress.move('consumption', 'FL-2', 40, 'MIX-1', 'RG-4', '2026-05-01 07:05+00'),
+       regress.move('production_receipt', 'DG-1', 160, 'MIX-1', 'RG-5', '2026-05-01 07:30+00'),
+       regress.move('consumption', 'DG-1', 160, 'BAKE-1', 'RG-6', '2026-05-01 08:00+00'),
+       regress.move('production_receipt', 'BR-1', 70, 'BAKE-1', 'RG-7', '2026-05-01 09:00+00'),
+       regress.move('production_receipt', 'BR-2', 70, 'BAKE-1', 'RG-8', '2026-05-01 09:10+00');
+
+-- The links the ledger implies.
+SELECT parent_number, child_number, link_type, quantity, uom, linked_at FROM plantsync.genealogy_link WHERE site_id = 'RG' ORDER BY 1, 2;
+-- Where did BR-2 come from; where did FL-1 go; as of 09:05 only BR-1 existed.
+SELECT node_kind, node_number, depth, quantity, uom,
+       array(SELECT l.lot_number FROM unnest(path) WITH ORDINALITY p (id, k) JOIN plantsync.lot l ON l.id = p.id ORDER BY k) AS path
+  FROM plantsync.trace_backward(regress.glot('BR-2')) ORDER BY depth, node_number;
+SELECT node_number, depth FROM plantsync.trace_forward(regress.glot('FL-1')) ORDER BY depth, node_number;
+SELECT node_number, depth FROM plantsync.trace_forward(regress.glot('FL-1'), 100, '2026-05-01 09:05+00') ORDER BY depth, node_number;
+SELECT node_number, depth FROM plantsync.trace_forward(regress.glot('FL-1'), 1) ORDER BY depth, node_number;
+SELECT jsonb_pretty(plantsync.trace_json(regress.glot('DG-1'), 'backward', 5, '2026-06-01 00:00+00') #- '{node_id}' #- '{nodes,0,node_id}' #- '{nodes,0,path}'
+                    #- '{nodes,0,material_id}' #- '{nodes,0,order_id}' #- '{nodes,1,node_id}' #- '{nodes,1,path}' #- '{nodes,1,material_id}' #- '{nodes,1,order_id}');
+-- Recall of FL-2.
+SELECT category, object_number, quantity, uom, depth FROM plantsync.recall_scope(regress.glot('FL-2')) ORDER BY 1, 2;
+
+-- Refusals.
+SELECT * FROM plantsync.trace_backward('01900000-0000-7000-8000-000000000000');
+\echo :SQLSTATE
+SELECT * FROM plantsync.trace_forward(NULL);
+\echo :SQLSTATE
+SELECT * FROM plantsync.trace_forward(regress.glot('FL-1'), -2);
+\echo :SQLSTATE
+SELECT * FROM plantsync.trace_forward(regress.glot('FL-1'), 10001);
+\echo :SQLSTATE
+SELECT plantsync.trace_json(regress.glot('FL-1'), 'upstream');
+\echo :SQLSTATE
+SELECT * FROM plantsync.recall_scope('01900000-0000-7000-8000-000000000000');
+\echo :SQLSTATE
+-- The link table is derived: nobody but its owner writes it.
+-- Traces read as the caller: without SELECT on the links, no trace.
+SELECT regress.glot('FL-1') AS fl1 \gset
+CREATE ROLE regress_genealogy_user;
+GRANT USAGE ON SCHEMA plantsync TO regress_genealogy_user;
+GRANT SELECT ON plantsync.genealogy_link, plantsync.lot, plantsync.serial TO regress_genealogy_user;
+SET ROLE regress_genealogy_user;
+DELETE FROM plantsync.genealogy_link;
+\echo :SQLSTATE
+SELECT count(*) FROM plantsync.trace_forward(:'fl1');
+RESET ROLE;
+REVOKE SELECT ON plantsync.genealogy_link FROM regress_genealogy_user;
+SET ROLE regress_genealogy_user;
+SELECT count(*) FROM plantsync.trace_forward(:'fl1');
+\echo :SQLSTATE
+RESET ROLE;
+REVOKE ALL ON plantsync.lot, plantsync.serial FROM regress_genealogy_user;
+REVOKE ALL ON SCHEMA plantsync FROM regress_genealogy_user;
+DROP ROLE regress_genealogy_user;
