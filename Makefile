@@ -35,6 +35,7 @@ SQL_FRAGMENTS = \
 	src/outbox/85_outbox.sql \
 	src/delivery/87_delivery.sql \
 	src/genealogy/88_genealogy.sql \
+	src/reconciliation/89_reconciliation.sql \
 	src/core/90_guards.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

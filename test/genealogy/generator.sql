@@ -216,12 +216,15 @@ $$;
 -- A large genealogy straight into the link table (no ledger rows), shaped
 -- like a plant's: few raw lots, more intermediates, many finished lots (a
 -- bulk batch is split into many finished lots), so one raw lot feeds
--- thousands of finished lots while a finished lot has a modest ancestry.
--- p_level_sizes gives the number of lots per level (raw first); each lot
--- above the raw level has p_fanin inputs, 80% from the level below and the
--- rest from any level below. Run with session_replication_role = replica to
--- skip the plant's triggers.
-CREATE FUNCTION plantsync_test.generate_link_graph(p_seed float8, p_site text, p_level_sizes integer[], p_fanin integer)
+-- thousands of finished lots. Production runs in campaigns: a lot's inputs
+-- are mostly neighbours in the level below (lots made around the same
+-- time), so ancestries reconverge, as they do in plants. p_level_sizes gives
+-- the lots per level (raw first); each lot above the raw level has p_fanin
+-- inputs: 80% from a window of p_window lots of the level below around its
+-- position, the rest from anywhere in any level below. Run with
+-- session_replication_role = replica to skip the plant's triggers.
+CREATE FUNCTION plantsync_test.generate_link_graph(p_seed float8, p_site text, p_level_sizes integer[], p_fanin integer,
+                                                   p_window integer DEFAULT 16)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -244,16 +247,22 @@ BEGIN
     INSERT INTO plantsync.genealogy_link (site_id, parent_kind, parent_id, parent_number, parent_material_id,
                                           child_kind, child_id, child_number, child_material_id, link_type,
                                           quantity, uom, linked_at)
-    SELECT p_site, 'lot', p.id, p.lot_number, p.material_id, 'lot', c.id, c.lot_number, c.material_id, 'consumed_into',
+    SELECT DISTINCT ON (p.id, c.id)
+           p_site, 'lot', p.id, p.lot_number, p.material_id, 'lot', c.id, c.lot_number, c.material_id, 'consumed_into',
            1 + (c.i % 50), 'KG', '2026-01-01 00:00+00'::timestamptz + c.i * interval '1 second'
       FROM gen_lot c
-      CROSS JOIN LATERAL (SELECT x.lvl, 1 + floor(random() * p_level_sizes[x.lvl + 1])::integer AS pick
-                            FROM (SELECT CASE WHEN random() < 0.8 OR c.level = 1 THEN c.level - 1
-                                              ELSE floor(random() * (c.level - 1))::integer END AS lvl
-                                    FROM generate_series(1, p_fanin) f WHERE c.level > 0) x) pk
+      CROSS JOIN LATERAL (
+            SELECT x.lvl,
+                   CASE WHEN x.near THEN
+                            (((c.i - 1)::bigint * p_level_sizes[x.lvl + 1] / p_level_sizes[c.level + 1]
+                              + floor(random() * p_window)::integer - p_window / 2) % p_level_sizes[x.lvl + 1]
+                             + p_level_sizes[x.lvl + 1]) % p_level_sizes[x.lvl + 1] + 1
+                        ELSE 1 + floor(random() * p_level_sizes[x.lvl + 1])::integer END AS pick
+              FROM (SELECT r < 0.8 OR c.level = 1 AS near,
+                           CASE WHEN r < 0.8 OR c.level = 1 THEN c.level - 1 ELSE floor(random() * (c.level - 1))::integer END AS lvl
+                      FROM (SELECT random() AS r FROM generate_series(1, p_fanin) f WHERE c.level > 0) rr) x) pk
       JOIN gen_lot p ON p.level = pk.lvl AND p.i = pk.pick;
     GET DIAGNOSTICS n = ROW_COUNT;
-    ANALYZE plantsync.genealogy_link;
     RETURN n;
 END
 $$;

@@ -207,5 +207,30 @@ SELECT is((SELECT count(*) FROM (SELECT t.node_id FROM plantsync.lot l CROSS JOI
                                   WHERE l.site_id = 'GC' GROUP BY l.id, t.node_id HAVING count(*) > 1) x),
           0::bigint, 'each node once per trace, however many paths reach it');
 
+-- row-level security: the walk then reads through SPI, and the policies
+-- decide which links exist
+CREATE ROLE plantsync_tap_rls;
+GRANT USAGE ON SCHEMA plantsync TO plantsync_tap_rls;
+GRANT SELECT ON plantsync.genealogy_link, plantsync.lot, plantsync.serial TO plantsync_tap_rls;
+ALTER TABLE plantsync.genealogy_link ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tap_not_ga ON plantsync.genealogy_link FOR SELECT USING (site_id <> 'GA');
+CREATE TEMP TABLE rls_starts AS SELECT DISTINCT site, start FROM cases WHERE site IN ('GA', 'GB');
+CREATE TEMP TABLE rls_seen (site text, start uuid, node_id uuid, depth integer);
+GRANT SELECT ON rls_starts TO plantsync_tap_rls;
+GRANT INSERT ON rls_seen TO plantsync_tap_rls;
+SET ROLE plantsync_tap_rls;
+INSERT INTO rls_seen SELECT r.site, r.start, t.node_id, t.depth FROM rls_starts r CROSS JOIN LATERAL plantsync.trace_forward(r.start) t;
+RESET ROLE;
+SELECT is((SELECT count(*) FROM rls_seen WHERE site = 'GA'), 0::bigint, 'under a policy hiding a plant''s links, its traces are empty');
+SELECT is((SELECT count(*) FROM ((SELECT start, node_id, depth FROM rls_seen WHERE site = 'GB')
+                                 EXCEPT ALL
+                                 (SELECT r.start, t.node_id, t.depth FROM rls_starts r CROSS JOIN LATERAL plantsync.trace_forward(r.start) t WHERE r.site = 'GB')) x)
+          + (SELECT count(*) FROM ((SELECT r.start, t.node_id, t.depth FROM rls_starts r CROSS JOIN LATERAL plantsync.trace_forward(r.start) t WHERE r.site = 'GB')
+                                   EXCEPT ALL
+                                   (SELECT start, node_id, depth FROM rls_seen WHERE site = 'GB')) y),
+          0::bigint, 'under row-level security, the visible plant''s traces are the same as without it');
+SELECT ok((SELECT count(*) FROM rls_seen WHERE site = 'GB') > 100, 'and they are not empty');
+ALTER TABLE plantsync.genealogy_link DISABLE ROW LEVEL SECURITY;
+
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Benchmark: genealogy traces on a large generated genealogy, in one run:
+#   1. a genealogy of 1M lots and ~5M links (5k raw, 45k intermediate,
+#      250k semi-finished, 700k finished lots; 6 inputs per lot, mostly
+#      from a window of 32 neighbouring lots of the level below, as in
+#      campaigns);
+#   2. backward traces of random finished lots: p50/p95 of the C trace and of
+#      the recursive-CTE reference (target: C p95 < 5 ms, >= 5x faster);
+#   3. forward traces (recall) of random raw lots, each feeding thousands of
+#      finished lots: p50/p95 of both (target: C < 100 ms, >= 5x faster).
+# Times are measured inside the server (clock_timestamp around each call), so
+# both sides are timed the same way.
+#
+#   bash test/bench/genealogy.sh   (PLANTSYNC_BENCH_LEVELS=5000,45000,250000,700000,
+#                                   PLANTSYNC_BENCH_FANIN=6,
+#                                   PLANTSYNC_BENCH_WINDOW=32, PLANTSYNC_BENCH_SAMPLES=200)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+
+LEVELS=${PLANTSYNC_BENCH_LEVELS:-5000,45000,250000,700000}
+FANIN=${PLANTSYNC_BENCH_FANIN:-6}
+WINDOW=${PLANTSYNC_BENCH_WINDOW:-32}
+SAMPLES=${PLANTSYNC_BENCH_SAMPLES:-200}
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+ensure_packages || die "could not install the required packages"
+build_and_install || die "make or make install failed"
+start_cluster || die "the throwaway cluster did not start"
+psql -X -q -d postgres -c "ALTER SYSTEM SET plantsync.delivery_enabled = off" -c "SELECT pg_reload_conf()" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench_genealogy"
+DB=bench_genealogy
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION plantsync" -f "$TOP/test/genealogy/generator.sql"
+
+log_section "1. generating a genealogy: lots per level {$LEVELS}, $FANIN inputs per lot, campaign window $WINDOW"
+gen_start=$(date +%s)
+links=$(psql -X -At -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
+SET session_replication_role = replica;
+SELECT plantsync_test.generate_link_graph(0.42, 'BG', '{$LEVELS}', $FANIN, $WINDOW);
+SQL
+)
+psql -X -q -d "$DB" -c "VACUUM ANALYZE plantsync.genealogy_link" -c "VACUUM ANALYZE plantsync.lot"
+lots=$(psql -X -At -d "$DB" -c "SELECT count(*) FROM plantsync.lot")
+log_info "$lots lots, $links links in $(($(date +%s) - gen_start)) s"
+
+# plantsync_test.time_calls(CALL, IDS): runs CALL (a format string, %s =
+# the lot id) once per id after one warm-up pass; p50, p95, max in ms and
+# the average number of rows.
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" <<'SQL'
+CREATE FUNCTION plantsync_test.time_calls(p_call text, p_ids uuid[])
+RETURNS TABLE (p50 numeric, p95 numeric, max_ms numeric, avg_rows numeric)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    ms float8[] := '{}';
+    rows bigint[] := '{}';
+    n bigint;
+    id uuid;
+BEGIN
+    FOREACH id IN ARRAY p_ids LOOP
+        EXECUTE format('SELECT count(*) FROM %s', format(p_call, quote_literal(id))) INTO n;
+    END LOOP;
+    FOREACH id IN ARRAY p_ids LOOP
+        t0 := clock_timestamp();
+        EXECUTE format('SELECT count(*) FROM %s', format(p_call, quote_literal(id))) INTO n;
+        ms := ms || extract(epoch FROM clock_timestamp() - t0) * 1000;
+        rows := rows || n;
+    END LOOP;
+    RETURN QUERY
+    SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY m)::numeric, 2),
+           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY m)::numeric, 2),
+           round(max(m)::numeric, 2), round((SELECT avg(r) FROM unnest(rows) r), 0)
+      FROM unnest(ms) m;
+END
+$$;
+SQL
+
+measure() {
+    local label=$1 call=$2 sample=$3
+    psql -X -At -F ' ' -d "$DB" -c "SET statement_timeout = '30min'" \
+        -c "SELECT * FROM plantsync_test.time_calls('$call', ($sample))" | tail -n 1
+}
+
+# samples in a stable pseudo-random order
+finished_sample="SELECT array_agg(id) FROM (SELECT id FROM plantsync.lot WHERE lot_number LIKE 'BG-L3-%' ORDER BY md5(lot_number) LIMIT $SAMPLES) s"
+raw_sample="SELECT array_agg(id) FROM (SELECT id FROM plantsync.lot WHERE lot_number LIKE 'BG-L0-%' ORDER BY md5(lot_number) LIMIT $((SAMPLES / 10))) s"
+
+log_section "2. backward traces of $SAMPLES finished lots"
+read -r b_c50 b_c95 b_cmax b_rows <<<"$(measure backward 'plantsync.trace_backward(%s)' "$finished_sample")"
+log_info "C:         p50 $b_c50 ms, p95 $b_c95 ms, max $b_cmax ms, $b_rows lots reached on average"
+read -r b_r50 b_r95 b_rmax b_rrows <<<"$(measure backward 'plantsync_test.ref_backward(%s)' "$finished_sample")"
+log_info "reference: p50 $b_r50 ms, p95 $b_r95 ms, max $b_rmax ms, $b_rrows lots reached on average"
+
+log_section "3. forward traces (recall) of $((SAMPLES / 10)) raw lots"
+read -r f_c50 f_c95 f_cmax f_rows <<<"$(measure forward 'plantsync.trace_forward(%s)' "$raw_sample")"
+log_info "C:         p50 $f_c50 ms, p95 $f_c95 ms, max $f_cmax ms, $f_rows lots reached on average"
+finished_reached=$(psql -X -At -d "$DB" -c "SELECT round(avg(n)) FROM (SELECT (SELECT count(*) FROM plantsync.trace_forward(id) t JOIN plantsync.lot l ON l.id = t.node_id WHERE l.lot_number LIKE 'BG-L3-%') AS n FROM unnest(($raw_sample)) id) s")
+read -r f_r50 f_r95 f_rmax f_rrows <<<"$(measure forward 'plantsync_test.ref_forward(%s)' "$raw_sample")"
+log_info "reference: p50 $f_r50 ms, p95 $f_r95 ms, max $f_rmax ms, $f_rrows lots reached on average"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
+echo
+echo "genealogy traces, $(nproc) cores, $lots lots and $links links:"
+echo "  backward (finished lot, $b_rows lots reached): C p50 $b_c50 ms, p95 $b_c95 ms (target p95 < 5 ms); recursive CTE p50 $b_r50 ms, p95 $b_r95 ms -> $(ratio "$b_r95" "$b_c95")x at p95 (target >= 5x)"
+echo "  forward recall (raw lot, $f_rows lots reached, $finished_reached of them finished): C p50 $f_c50 ms, p95 $f_c95 ms (target < 100 ms); recursive CTE p50 $f_r50 ms, p95 $f_r95 ms -> $(ratio "$f_r95" "$f_c95")x at p95 (target >= 5x)"
