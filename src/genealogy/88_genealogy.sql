@@ -148,8 +148,7 @@ CREATE FUNCTION plantsync.trace_backward(p_node_id uuid, p_max_depth integer DEF
 RETURNS TABLE (node_kind text, node_id uuid, node_number text, material_id uuid, depth integer, path uuid[],
                quantity numeric, uom text, order_id uuid, linked_at timestamptz)
 AS 'MODULE_PATHNAME', 'plantsync_trace_backward'
-LANGUAGE C STABLE
-SET search_path = pg_catalog, pg_temp;
+LANGUAGE C STABLE;
 COMMENT ON FUNCTION plantsync.trace_backward(uuid, integer, timestamptz) IS
 'Where did this lot or serial come from: every input reachable backwards through the genealogy, once each at its smallest depth, with one shortest path (from the start to the input), the quantity of the input consumed on the last link of that path and its order. p_max_depth limits the depth; p_as_of reads the genealogy as it stood at that moment (default: now). Cycles are harmless.';
 
@@ -157,8 +156,7 @@ CREATE FUNCTION plantsync.trace_forward(p_node_id uuid, p_max_depth integer DEFA
 RETURNS TABLE (node_kind text, node_id uuid, node_number text, material_id uuid, depth integer, path uuid[],
                quantity numeric, uom text, order_id uuid, linked_at timestamptz)
 AS 'MODULE_PATHNAME', 'plantsync_trace_forward'
-LANGUAGE C STABLE
-SET search_path = pg_catalog, pg_temp;
+LANGUAGE C STABLE;
 COMMENT ON FUNCTION plantsync.trace_forward(uuid, integer, timestamptz) IS
 'Where did this lot or serial go: every output reachable forwards through the genealogy, once each at its smallest depth, with one shortest path (from the start to the output), the quantity consumed on the last link of that path and its order. p_max_depth limits the depth; p_as_of reads the genealogy as it stood at that moment (default: now). Cycles are harmless.';
 

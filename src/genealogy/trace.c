@@ -118,6 +118,9 @@ typedef struct LinkColumns
 static LinkColumns cols;
 static Oid	cols_relid = InvalidOid;
 
+static MemoryContext trace_context = NULL;
+static MemoryContext row_context = NULL;
+
 /* one SPI plan per direction, and whether the genealogy is read now or as of */
 static SPIPlanPtr plans[2][2];
 
@@ -414,7 +417,17 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	t.forward = forward;
 	t.as_of = !PG_ARGISNULL(2);
 	t.as_of_time = t.as_of ? PG_GETARG_TIMESTAMPTZ(2) : 0;
-	t.context = AllocSetContextCreate(CurrentMemoryContext, "plantsync trace", ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * One context kept for the backend's life and reset per trace: its first
+	 * megabyte stays mapped, so a trace does not pay page faults for memory
+	 * the previous one just gave back.
+	 */
+	if (trace_context == NULL)
+		trace_context = AllocSetContextCreate(TopMemoryContext, "plantsync trace",
+											  1024 * 1024, 1024 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
+	MemoryContextReset(trace_context);	/* also after an error in the last one */
+	row_context = AllocSetContextCreate(trace_context, "plantsync trace row", ALLOCSET_SMALL_SIZES);
+	t.context = trace_context;
 	old = MemoryContextSwitchTo(t.context);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(pg_uuid_t);
@@ -479,16 +492,22 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	else
 		direct_end(&direct);
 
-	/* the rows, in visiting order (by depth), each with its path */
-	MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	/*
+	 * The rows, in visiting order (by depth), each with its path. The
+	 * tuplestore copies each row, so one small context reset per row keeps
+	 * a trace of thousands of lots from growing the query's memory.
+	 */
 	for (i = 0; i < t.n_nodes; i++)
 	{
 		TraceNode  *node = t.nodes[i];
 		Datum		values[10];
 		bool		nulls[10] = {false};
-		Datum	   *path = palloc(sizeof(Datum) * (node->depth + 1));
+		Datum	   *path;
 		TraceNode  *p = node;
 		int			k;
+
+		MemoryContextSwitchTo(row_context);
+		path = palloc(sizeof(Datum) * (node->depth + 1));
 
 		for (k = node->depth; k >= 0; k--)
 		{
@@ -509,12 +528,13 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		values[8] = UUIDPGetDatum(&node->order_id);
 		nulls[8] = node->order_null;
 		values[9] = TimestampTzGetDatum(node->linked_at);
+		MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		pfree(path);
+		MemoryContextReset(row_context);
 	}
 
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(t.context);
+	MemoryContextReset(trace_context);
 	return (Datum) 0;
 }
 

@@ -26,7 +26,11 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ensure_packages || die "could not install the required packages"
 build_and_install || die "make or make install failed"
 start_cluster || die "the throwaway cluster did not start"
-psql -X -q -d postgres -c "ALTER SYSTEM SET plantsync.delivery_enabled = off" -c "SELECT pg_reload_conf()" >/dev/null
+# shared_buffers as a production server would have it (a quarter of the
+# memory, capped here): the genealogy (about 1.5 GB with its indexes) is
+# read from the buffer cache, not from the kernel's page cache
+psql -X -q -d postgres -c "ALTER SYSTEM SET plantsync.delivery_enabled = off" -c "ALTER SYSTEM SET shared_buffers = '4GB'" >/dev/null
+restart_cluster || die "the cluster did not restart"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench_genealogy"
 DB=bench_genealogy
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION plantsync" -f "$TOP/test/genealogy/generator.sql"
@@ -42,11 +46,12 @@ psql -X -q -d "$DB" -c "VACUUM ANALYZE plantsync.genealogy_link" -c "VACUUM ANAL
 lots=$(psql -X -At -d "$DB" -c "SELECT count(*) FROM plantsync.lot")
 log_info "$lots lots, $links links in $(($(date +%s) - gen_start)) s"
 
-# plantsync_test.time_calls(CALL, IDS): runs CALL (a format string, %s =
-# the lot id) once per id after one warm-up pass; p50, p95, max in ms and
-# the average number of rows.
+# plantsync_test.time_calls(WHICH, IDS): runs one of the four traces once per
+# id after one warm-up pass (static SQL, so each call is planned once, the
+# same way for both sides); p50, p95, max in ms and the average number of
+# rows.
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" <<'SQL'
-CREATE FUNCTION plantsync_test.time_calls(p_call text, p_ids uuid[])
+CREATE FUNCTION plantsync_test.time_calls(p_which text, p_ids uuid[])
 RETURNS TABLE (p50 numeric, p95 numeric, max_ms numeric, avg_rows numeric)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -55,15 +60,22 @@ DECLARE
     rows bigint[] := '{}';
     n bigint;
     id uuid;
+    pass integer;
 BEGIN
-    FOREACH id IN ARRAY p_ids LOOP
-        EXECUTE format('SELECT count(*) FROM %s', format(p_call, quote_literal(id))) INTO n;
-    END LOOP;
-    FOREACH id IN ARRAY p_ids LOOP
-        t0 := clock_timestamp();
-        EXECUTE format('SELECT count(*) FROM %s', format(p_call, quote_literal(id))) INTO n;
-        ms := ms || extract(epoch FROM clock_timestamp() - t0) * 1000;
-        rows := rows || n;
+    FOR pass IN 1 .. 2 LOOP
+        FOREACH id IN ARRAY p_ids LOOP
+            t0 := clock_timestamp();
+            CASE p_which
+                WHEN 'c_backward' THEN SELECT count(*) INTO n FROM plantsync.trace_backward(id);
+                WHEN 'c_forward' THEN SELECT count(*) INTO n FROM plantsync.trace_forward(id);
+                WHEN 'cte_backward' THEN SELECT count(*) INTO n FROM plantsync_test.ref_backward(id);
+                WHEN 'cte_forward' THEN SELECT count(*) INTO n FROM plantsync_test.ref_forward(id);
+            END CASE;
+            IF pass = 2 THEN
+                ms := ms || extract(epoch FROM clock_timestamp() - t0) * 1000;
+                rows := rows || n;
+            END IF;
+        END LOOP;
     END LOOP;
     RETURN QUERY
     SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY m)::numeric, 2),
@@ -85,16 +97,16 @@ finished_sample="SELECT array_agg(id) FROM (SELECT id FROM plantsync.lot WHERE l
 raw_sample="SELECT array_agg(id) FROM (SELECT id FROM plantsync.lot WHERE lot_number LIKE 'BG-L0-%' ORDER BY md5(lot_number) LIMIT $((SAMPLES / 10))) s"
 
 log_section "2. backward traces of $SAMPLES finished lots"
-read -r b_c50 b_c95 b_cmax b_rows <<<"$(measure backward 'plantsync.trace_backward(%s)' "$finished_sample")"
+read -r b_c50 b_c95 b_cmax b_rows <<<"$(measure backward c_backward "$finished_sample")"
 log_info "C:         p50 $b_c50 ms, p95 $b_c95 ms, max $b_cmax ms, $b_rows lots reached on average"
-read -r b_r50 b_r95 b_rmax b_rrows <<<"$(measure backward 'plantsync_test.ref_backward(%s)' "$finished_sample")"
+read -r b_r50 b_r95 b_rmax b_rrows <<<"$(measure backward cte_backward "$finished_sample")"
 log_info "reference: p50 $b_r50 ms, p95 $b_r95 ms, max $b_rmax ms, $b_rrows lots reached on average"
 
 log_section "3. forward traces (recall) of $((SAMPLES / 10)) raw lots"
-read -r f_c50 f_c95 f_cmax f_rows <<<"$(measure forward 'plantsync.trace_forward(%s)' "$raw_sample")"
+read -r f_c50 f_c95 f_cmax f_rows <<<"$(measure forward c_forward "$raw_sample")"
 log_info "C:         p50 $f_c50 ms, p95 $f_c95 ms, max $f_cmax ms, $f_rows lots reached on average"
 finished_reached=$(psql -X -At -d "$DB" -c "SELECT round(avg(n)) FROM (SELECT (SELECT count(*) FROM plantsync.trace_forward(id) t JOIN plantsync.lot l ON l.id = t.node_id WHERE l.lot_number LIKE 'BG-L3-%') AS n FROM unnest(($raw_sample)) id) s")
-read -r f_r50 f_r95 f_rmax f_rrows <<<"$(measure forward 'plantsync_test.ref_forward(%s)' "$raw_sample")"
+read -r f_r50 f_r95 f_rmax f_rrows <<<"$(measure forward cte_forward "$raw_sample")"
 log_info "reference: p50 $f_r50 ms, p95 $f_r95 ms, max $f_rmax ms, $f_rrows lots reached on average"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
