@@ -33,7 +33,8 @@ CREATE TABLE plantsync.contract_subject (
         CONSTRAINT contract_subject_compatibility_check CHECK (compatibility IN ('backward', 'forward', 'full', 'none')),
     assert_formats boolean NOT NULL DEFAULT true,
     description text NOT NULL DEFAULT '',
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    builtin boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE plantsync.contract_subject IS 'What contracts are kept for: an event type (e.g. production_confirmation.recorded) or an inbound message type (e.g. erp.order_release), with the compatibility rule new versions must keep.';
 COMMENT ON COLUMN plantsync.contract_subject.subject IS 'Event type or inbound message type, dotted lower-case names.';
@@ -42,6 +43,7 @@ COMMENT ON COLUMN plantsync.contract_subject.compatibility IS 'backward: a new v
 COMMENT ON COLUMN plantsync.contract_subject.assert_formats IS 'Whether format (date-time, date, uuid, email) is asserted, not only annotated.';
 COMMENT ON COLUMN plantsync.contract_subject.description IS 'What the messages of the subject are.';
 COMMENT ON COLUMN plantsync.contract_subject.created_at IS 'When the subject was first registered.';
+COMMENT ON COLUMN plantsync.contract_subject.builtin IS 'True for rows installed by the extension; pg_dump keeps only the rows a plant added.';
 
 CREATE TABLE plantsync.contract (
     subject text NOT NULL REFERENCES plantsync.contract_subject,
@@ -55,6 +57,7 @@ CREATE TABLE plantsync.contract (
     registered_by name NOT NULL DEFAULT current_user,
     status_changed_at timestamptz,
     status_reason text,
+    builtin boolean NOT NULL DEFAULT false,
     PRIMARY KEY (subject, version)
 );
 COMMENT ON TABLE plantsync.contract IS 'Versions of each subject''s JSON Schema. The latest active version is what events and inbound messages are checked against; deprecated versions still check messages that name them; retired ones are kept for the record only.';
@@ -67,6 +70,7 @@ COMMENT ON COLUMN plantsync.contract.registered_at IS 'When the version was regi
 COMMENT ON COLUMN plantsync.contract.registered_by IS 'Role that registered it.';
 COMMENT ON COLUMN plantsync.contract.status_changed_at IS 'When the status last changed.';
 COMMENT ON COLUMN plantsync.contract.status_reason IS 'Why the status last changed.';
+COMMENT ON COLUMN plantsync.contract.builtin IS 'True for rows installed by the extension; pg_dump keeps only the rows a plant added.';
 
 CREATE TRIGGER plantsync_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON plantsync.contract
     FOR EACH STATEMENT EXECUTE FUNCTION plantsync.config_changed();

@@ -30,6 +30,8 @@ UPDATE plantsync.state_transition SET builtin = true;
 UPDATE plantsync.entity SET builtin = true;
 UPDATE plantsync.column_owner SET builtin = true;
 UPDATE plantsync.event_source SET builtin = true;
+UPDATE plantsync.contract_subject SET builtin = true;
+UPDATE plantsync.contract SET builtin = true;
 
 DO $$
 DECLARE

@@ -258,10 +258,19 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'Each row needs material, location, quantity (a number) and uom; lot and stock_type (unrestricted, quality or blocked; default unrestricted) are optional.';
         END IF;
-        INSERT INTO plantsync.erp_inventory (snapshot_id, material_number, lot_number, location_code, stock_type, quantity, uom)
-        SELECT snap, r.material, r.lot, r.location, COALESCE(r.stock_type, 'unrestricted'), r.quantity, r.uom
-          FROM jsonb_to_recordset(p_rows) AS r (material text, lot text, location text, stock_type text, quantity numeric, uom text);
-        PERFORM plantsync.resolve_erp_inventory(snap);
+        -- codes resolved to the plant's ids as the rows go in, quantities
+        -- converted to the base unit (a function call only where it differs)
+        INSERT INTO plantsync.erp_inventory (snapshot_id, material_number, lot_number, location_code, stock_type, quantity, uom,
+                                             material_id, lot_id, storage_location_id, base_quantity)
+        SELECT snap, r.material, r.lot, r.location, COALESCE(r.stock_type, 'unrestricted'), r.quantity, r.uom,
+               m.id, l.id, s.id,
+               CASE WHEN m.id IS NULL THEN NULL
+                    WHEN r.uom = m.base_uom THEN r.quantity
+                    ELSE plantsync.to_base_quantity(m.id, r.quantity, r.uom) END
+          FROM jsonb_to_recordset(p_rows) AS r (material text, lot text, location text, stock_type text, quantity numeric, uom text)
+          LEFT JOIN plantsync.material m ON m.site_id = p_site_id AND m.material_number = r.material
+          LEFT JOIN plantsync.lot l ON l.site_id = p_site_id AND l.material_id = m.id AND l.lot_number = r.lot
+          LEFT JOIN plantsync.storage_location s ON s.site_id = p_site_id AND s.location_code = r.location;
     ELSIF p_kind = 'orders' THEN
         SELECT r.ord, r.v INTO bad FROM jsonb_array_elements(p_rows) WITH ORDINALITY r (v, ord)
          WHERE jsonb_typeof(r.v) <> 'object' OR r.v ->> 'order' IS NULL OR r.v ->> 'status' IS NULL
@@ -297,30 +306,6 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.load_erp_snapshot(text, text, timestamptz, jsonb, text) IS
 'Loads an ERP snapshot for a plant: kind inventory (rows {material, lot, location, stock_type, quantity, uom}), orders ({order, status, quantity, confirmed_quantity, uom}) or postings ({reference, document, posted_at}), taken at p_taken_at. Codes are resolved to the plant''s ids where known; a row that cannot be read is refused with its number. Returns the snapshot id.';
-
-CREATE FUNCTION plantsync.resolve_erp_inventory(p_snapshot_id uuid)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    site text := (SELECT site_id FROM plantsync.erp_snapshot WHERE id = p_snapshot_id);
-BEGIN
-    -- codes to ids, and quantities to the base unit (conversion only where
-    -- the unit differs)
-    UPDATE plantsync.erp_inventory i
-       SET material_id = m.id, lot_id = l.id, storage_location_id = s.id,
-           base_quantity = CASE WHEN m.id IS NULL THEN NULL
-                                WHEN i.uom = m.base_uom THEN i.quantity
-                                ELSE plantsync.to_base_quantity(m.id, i.quantity, i.uom) END
-      FROM plantsync.erp_inventory i2
-      LEFT JOIN plantsync.material m ON m.site_id = site AND m.material_number = i2.material_number
-      LEFT JOIN plantsync.lot l ON l.site_id = site AND l.material_id = m.id AND l.lot_number = i2.lot_number
-      LEFT JOIN plantsync.storage_location s ON s.site_id = site AND s.location_code = i2.location_code
-     WHERE i.snapshot_id = p_snapshot_id AND i2.snapshot_id = p_snapshot_id AND i2.ctid = i.ctid;
-END
-$$;
-COMMENT ON FUNCTION plantsync.resolve_erp_inventory(uuid) IS 'Used by load_erp_snapshot: resolves an inventory snapshot''s codes to the plant''s ids and converts its quantities to base units.';
 
 -- Opens the discrepancies a run found (those found open already by an
 -- earlier run are kept, not duplicated) and resolves the earlier open ones

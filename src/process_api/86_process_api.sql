@@ -1,0 +1,445 @@
+-- Process APIs: one SQL function per business message an ERP, MES or QMS
+-- sends. Each message carries an id; the inbox keeps every message with its
+-- outcome, so a message sent twice changes nothing and gets the first
+-- answer. Payloads are checked against their contracts (registered below as
+-- inbound subjects), applied in one transaction as the sending system, or
+-- refused whole. An MES message about an order that is not released yet is
+-- parked and applied when the release arrives.
+
+CREATE TABLE plantsync.inbox (
+    id uuid PRIMARY KEY DEFAULT plantsync.uuid_v7(),
+    system_code text NOT NULL REFERENCES plantsync.source_system,
+    message_id text NOT NULL
+        CONSTRAINT inbox_message_id_length CHECK (length(message_id) BETWEEN 1 AND 200),
+    message_type text NOT NULL,
+    site_id text,
+    payload jsonb NOT NULL,
+    status text NOT NULL
+        CONSTRAINT inbox_status_check CHECK (status IN ('applied', 'parked')),
+    outcome jsonb,
+    waiting_for text,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    applied_at timestamptz,
+    received_by name NOT NULL DEFAULT session_user,
+    CONSTRAINT inbox_message_key UNIQUE (system_code, message_id)
+);
+CREATE INDEX inbox_parked_idx ON plantsync.inbox (site_id, received_at) WHERE status = 'parked';
+COMMENT ON TABLE plantsync.inbox IS 'Every business message received through the process APIs, with its outcome: a message id seen before returns the first outcome and changes nothing. Parked messages wait for a prerequisite (an order not released yet).';
+COMMENT ON COLUMN plantsync.inbox.id IS 'Inbox entry; the causation id of the events the message caused.';
+COMMENT ON COLUMN plantsync.inbox.system_code IS 'Sending system.';
+COMMENT ON COLUMN plantsync.inbox.message_id IS 'The sender''s message id (unique per system).';
+COMMENT ON COLUMN plantsync.inbox.message_type IS 'Business message (contract subject), e.g. erp.order_release.';
+COMMENT ON COLUMN plantsync.inbox.site_id IS 'Plant the message is about.';
+COMMENT ON COLUMN plantsync.inbox.payload IS 'The message as received.';
+COMMENT ON COLUMN plantsync.inbox.status IS 'applied, or parked (waiting_for says for what).';
+COMMENT ON COLUMN plantsync.inbox.outcome IS 'What applying it returned (ids of what it created or changed).';
+COMMENT ON COLUMN plantsync.inbox.waiting_for IS 'For a parked message: the prerequisite it waits for.';
+COMMENT ON COLUMN plantsync.inbox.received_at IS 'When it arrived.';
+COMMENT ON COLUMN plantsync.inbox.applied_at IS 'When it was applied (later than received_at if it was parked).';
+COMMENT ON COLUMN plantsync.inbox.received_by IS 'Role that sent it.';
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON plantsync.inbox FROM PUBLIC;
+
+-- The contracts of the messages (inbound subjects): what a sender must send.
+SELECT plantsync.register_contract('erp.order_release', '{
+  "type": "object", "required": ["site", "order", "material", "quantity", "uom", "due_date"],
+  "properties": {
+    "site": {"type": "string", "minLength": 1}, "order": {"type": "string", "minLength": 1},
+    "material": {"type": "string", "minLength": 1}, "quantity": {"type": "number", "exclusiveMinimum": 0},
+    "uom": {"type": "string", "minLength": 1}, "due_date": {"type": "string", "format": "date"},
+    "priority": {"type": "integer", "minimum": 1, "maximum": 9}, "erp_ref": {"type": "string"},
+    "operations": {"type": "array", "items": {"type": "object", "required": ["operation", "work_center", "segment", "quantity"],
+      "properties": {"operation": {"type": "string", "minLength": 1}, "work_center": {"type": "string", "minLength": 1},
+                     "segment": {"type": "string", "minLength": 1}, "quantity": {"type": "number", "exclusiveMinimum": 0}}}}
+  }}', 'inbound', 'backward', 'ERP releases a production order to the plant (ERPNext Work Order submitted; SAP order released).');
+SELECT plantsync.register_contract('erp.order_cancel', '{
+  "type": "object", "required": ["site", "order", "reason"],
+  "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "reason": {"type": "string", "minLength": 1}}}',
+  'inbound', 'backward', 'ERP cancels a production order before execution.');
+SELECT plantsync.register_contract('mes.consume', '{
+  "type": "object", "required": ["site", "order", "material", "lot", "quantity", "uom", "location"],
+  "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "material": {"type": "string"},
+                 "lot": {"type": "string"}, "quantity": {"type": "number", "exclusiveMinimum": 0},
+                 "uom": {"type": "string"}, "location": {"type": "string"}}}',
+  'inbound', 'backward', 'MES consumes a lot into an order.');
+SELECT plantsync.register_contract('mes.confirm', '{
+  "type": "object", "required": ["site", "order", "operation", "uom"],
+  "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "operation": {"type": "string"},
+                 "yield": {"type": "number", "minimum": 0}, "scrap": {"type": "number", "minimum": 0},
+                 "rework": {"type": "number", "minimum": 0}, "uom": {"type": "string"},
+                 "labour_minutes": {"type": "number", "minimum": 0}, "machine_minutes": {"type": "number", "minimum": 0},
+                 "final": {"type": "boolean"}}}',
+  'inbound', 'backward', 'MES confirms an operation: yield, scrap, rework, labour and machine time, final flag.');
+SELECT plantsync.register_contract('mes.complete', '{
+  "type": "object", "required": ["site", "order", "lot", "quantity", "uom", "location"],
+  "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "lot": {"type": "string", "minLength": 1},
+                 "quantity": {"type": "number", "exclusiveMinimum": 0}, "uom": {"type": "string"},
+                 "location": {"type": "string"}}}',
+  'inbound', 'backward', 'MES completes an order with the lot it produced (received into quality-inspection stock).');
+SELECT plantsync.register_contract('qms.usage_decision', '{
+  "type": "object", "required": ["site", "lot", "decision", "decided_by"],
+  "properties": {"site": {"type": "string"}, "lot": {"type": "string"}, "inspection_lot": {"type": "string"},
+                 "decision": {"enum": ["accept", "reject"]}, "code": {"type": "string"},
+                 "decided_by": {"type": "string", "minLength": 1}, "comment": {"type": "string"}}}',
+  'inbound', 'backward', 'QMS decides on a lot: accept (unrestricted) or reject (rejected, blocked for use).');
+
+-- The prerequisite an MES message may arrive before: the message is parked.
+CREATE FUNCTION plantsync.released_order(p_site text, p_order text)
+RETURNS plantsync.production_order
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o plantsync.production_order;
+BEGIN
+    SELECT * INTO o FROM plantsync.production_order WHERE site_id = p_site AND order_number = p_order;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order "%" of site "%" is not released yet', p_order, p_site
+            USING ERRCODE = 'PS013', DETAIL = format('order %s', p_order);
+    END IF;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION plantsync.released_order(text, text) IS 'Used by the MES handlers: the order, or PS013 (prerequisite missing) so that the message is parked.';
+
+CREATE FUNCTION plantsync.lookup_id(p_table text, p_site text, p_key_column text, p_key text, p_field text)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id uuid;
+BEGIN
+    EXECUTE format('SELECT id FROM plantsync.%I WHERE site_id = $1 AND %I = $2', p_table, p_key_column) INTO id USING p_site, p_key;
+    IF id IS NULL THEN
+        RAISE EXCEPTION '% "%" does not exist at site "%"', p_field, p_key, p_site
+            USING ERRCODE = 'foreign_key_violation', COLUMN = p_field;
+    END IF;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION plantsync.lookup_id(text, text, text, text, text) IS 'Used by the handlers: the id of a row by its business key, or an error naming the field and value.';
+
+-- ---------- handlers: each applies one message, as its system ----------
+
+CREATE FUNCTION plantsync.handle_erp_order_release(m jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    site text := m ->> 'site';
+    o uuid;
+    n integer := 0;
+BEGIN
+    IF EXISTS (SELECT 1 FROM plantsync.production_order WHERE site_id = site AND order_number = m ->> 'order') THEN
+        RAISE EXCEPTION 'order "%" of site "%" exists already', m ->> 'order', site
+            USING ERRCODE = 'unique_violation', HINT = 'A release is sent once per order; send changes as their own messages.';
+    END IF;
+    INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, priority, due_date, erp_ref)
+    VALUES (site, m ->> 'order', plantsync.lookup_id('material', site, 'material_number', m ->> 'material', 'material'),
+            (m ->> 'quantity')::numeric, m ->> 'uom', 'released', COALESCE((m ->> 'priority')::smallint, 5),
+            (m ->> 'due_date')::date, m ->> 'erp_ref')
+    RETURNING id INTO o;
+    INSERT INTO plantsync.production_operation (site_id, order_id, operation_number, work_center_id, process_segment, planned_quantity)
+    SELECT site, o, op ->> 'operation', plantsync.lookup_id('equipment', site, 'equipment_code', op ->> 'work_center', 'work_center'),
+           op ->> 'segment', (op ->> 'quantity')::numeric
+      FROM jsonb_array_elements(COALESCE(m -> 'operations', '[]')) op;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN jsonb_build_object('order_id', o, 'order_status', 'released', 'operations', n);
+END
+$$;
+
+CREATE FUNCTION plantsync.handle_erp_order_cancel(m jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o uuid := plantsync.lookup_id('production_order', m ->> 'site', 'order_number', m ->> 'order', 'order');
+BEGIN
+    PERFORM set_config('plantsync.change_reason', m ->> 'reason', true);
+    UPDATE plantsync.production_order SET status = 'cancelled' WHERE id = o;
+    RETURN jsonb_build_object('order_id', o, 'order_status', 'cancelled');
+END
+$$;
+
+CREATE FUNCTION plantsync.handle_mes_consume(m jsonb, message_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    site text := m ->> 'site';
+    o plantsync.production_order := plantsync.released_order(m ->> 'site', m ->> 'order');
+    mat uuid := plantsync.lookup_id('material', site, 'material_number', m ->> 'material', 'material');
+    mv uuid;
+    lot uuid;
+BEGIN
+    SELECT l.id INTO lot FROM plantsync.lot l WHERE l.site_id = site AND l.material_id = mat AND l.lot_number = m ->> 'lot';
+    IF lot IS NULL THEN
+        RAISE EXCEPTION 'lot "%" of material "%" does not exist at site "%"', m ->> 'lot', m ->> 'material', site
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
+    END IF;
+    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, order_id,
+                                             source_system, external_id)
+    VALUES (site, 'consumption', mat, lot,
+            (m ->> 'quantity')::numeric, m ->> 'uom',
+            plantsync.lookup_id('storage_location', site, 'location_code', m ->> 'location', 'location'), o.id, 'mes', message_id)
+    RETURNING id INTO mv;
+    RETURN jsonb_build_object('movement_id', mv);
+END
+$$;
+
+CREATE FUNCTION plantsync.handle_mes_confirm(m jsonb, message_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o plantsync.production_order := plantsync.released_order(m ->> 'site', m ->> 'order');
+    op uuid;
+    c uuid;
+BEGIN
+    SELECT id INTO op FROM plantsync.production_operation WHERE order_id = o.id AND operation_number = m ->> 'operation';
+    IF op IS NULL THEN
+        RAISE EXCEPTION 'operation "%" of order "%" does not exist', m ->> 'operation', o.order_number
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'operation';
+    END IF;
+    IF o.status = 'released' THEN
+        UPDATE plantsync.production_order SET status = 'in_progress' WHERE id = o.id;
+    END IF;
+    INSERT INTO plantsync.production_confirmation (site_id, order_id, operation_id, yield_quantity, scrap_quantity, rework_quantity, uom,
+                                                   labour_minutes, machine_minutes, is_final, source_system, external_id)
+    VALUES (o.site_id, o.id, op, COALESCE((m ->> 'yield')::numeric, 0), COALESCE((m ->> 'scrap')::numeric, 0),
+            COALESCE((m ->> 'rework')::numeric, 0), m ->> 'uom', COALESCE((m ->> 'labour_minutes')::numeric, 0),
+            COALESCE((m ->> 'machine_minutes')::numeric, 0), COALESCE((m ->> 'final')::boolean, false), 'mes', message_id)
+    RETURNING id INTO c;
+    RETURN jsonb_build_object('confirmation_id', c);
+END
+$$;
+
+CREATE FUNCTION plantsync.handle_mes_complete(m jsonb, message_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o plantsync.production_order := plantsync.released_order(m ->> 'site', m ->> 'order');
+    lot uuid;
+    mv uuid;
+BEGIN
+    IF o.status = 'released' THEN
+        UPDATE plantsync.production_order SET status = 'in_progress' WHERE id = o.id;
+    END IF;
+    -- the produced lot waits for quality: quality-inspection stock
+    INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition, production_order_id, manufactured_at)
+    VALUES (o.site_id, o.material_id, m ->> 'lot', 'restricted', o.id, now())
+    RETURNING id INTO lot;
+    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, order_id,
+                                             source_system, external_id)
+    VALUES (o.site_id, 'production_receipt', o.material_id, lot, (m ->> 'quantity')::numeric, m ->> 'uom',
+            plantsync.lookup_id('storage_location', o.site_id, 'location_code', m ->> 'location', 'location'), o.id, 'mes', message_id)
+    RETURNING id INTO mv;
+    UPDATE plantsync.production_order SET status = 'completed' WHERE id = o.id AND status <> 'completed';
+    RETURN jsonb_build_object('lot_id', lot, 'movement_id', mv, 'order_status', 'completed');
+END
+$$;
+
+CREATE FUNCTION plantsync.handle_qms_usage_decision(m jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    site text := m ->> 'site';
+    l plantsync.lot;
+    il uuid;
+    new_disposition text := CASE m ->> 'decision' WHEN 'accept' THEN 'unrestricted' ELSE 'rejected' END;
+BEGIN
+    SELECT * INTO l FROM plantsync.lot WHERE site_id = site AND lot_number = m ->> 'lot';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'lot "%" does not exist at site "%"', m ->> 'lot', site USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
+    END IF;
+    -- the inspection lot: the one named, or the lot's open final inspection,
+    -- or a new one recording the decision
+    SELECT id INTO il FROM plantsync.inspection_lot
+     WHERE site_id = site AND lot_id = l.id AND (inspection_lot_number = m ->> 'inspection_lot' OR m ->> 'inspection_lot' IS NULL)
+     ORDER BY created_at DESC LIMIT 1;
+    IF il IS NULL THEN
+        INSERT INTO plantsync.inspection_lot (site_id, inspection_lot_number, lot_id, production_order_id, inspection_type, quantity, uom, status)
+        SELECT site, COALESCE(m ->> 'inspection_lot', 'UD-' || l.lot_number), l.id, l.production_order_id, 'final',
+               COALESCE((SELECT sum(base_quantity) FROM plantsync.material_movement WHERE lot_id = l.id AND to_location_id IS NOT NULL), 1),
+               (SELECT base_uom FROM plantsync.material WHERE id = l.material_id), 'released'
+        RETURNING id INTO il;
+    END IF;
+    UPDATE plantsync.inspection_lot SET status = 'results_recorded' WHERE id = il AND status IN ('created', 'released');
+    UPDATE plantsync.inspection_lot SET status = 'released' WHERE id = il AND status = 'created';
+    INSERT INTO plantsync.usage_decision (site_id, inspection_lot_id, decision, decision_code, decided_by, comment)
+    VALUES (site, il, m ->> 'decision', m ->> 'code', m ->> 'decided_by', m ->> 'comment');
+    UPDATE plantsync.inspection_lot SET status = CASE m ->> 'decision' WHEN 'accept' THEN 'accepted' ELSE 'rejected' END WHERE id = il;
+    UPDATE plantsync.lot SET disposition = new_disposition WHERE id = l.id;
+    RETURN jsonb_build_object('lot_id', l.id, 'inspection_lot_id', il, 'disposition', new_disposition);
+END
+$$;
+
+COMMENT ON FUNCTION plantsync.handle_erp_order_release(jsonb) IS 'Handler of erp.order_release: the order, released, with its operations.';
+COMMENT ON FUNCTION plantsync.handle_erp_order_cancel(jsonb) IS 'Handler of erp.order_cancel: the order cancelled, with the ERP''s reason.';
+COMMENT ON FUNCTION plantsync.handle_mes_consume(jsonb, text) IS 'Handler of mes.consume: a consumption in the ledger (which links the genealogy).';
+COMMENT ON FUNCTION plantsync.handle_mes_confirm(jsonb, text) IS 'Handler of mes.confirm: a confirmation; the order is in progress from the first one.';
+COMMENT ON FUNCTION plantsync.handle_mes_complete(jsonb, text) IS 'Handler of mes.complete: the produced lot in restricted disposition (quality-inspection stock), its production receipt, the order completed.';
+COMMENT ON FUNCTION plantsync.handle_qms_usage_decision(jsonb) IS 'Handler of qms.usage_decision: the usage decision on the lot''s inspection lot (created if QMS did not announce one) and the lot''s new disposition.';
+
+-- ---------- the inbox ----------
+
+CREATE FUNCTION plantsync.dispatch(p_type text, p_payload jsonb, p_message_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN CASE p_type
+        WHEN 'erp.order_release' THEN plantsync.handle_erp_order_release(p_payload)
+        WHEN 'erp.order_cancel' THEN plantsync.handle_erp_order_cancel(p_payload)
+        WHEN 'mes.consume' THEN plantsync.handle_mes_consume(p_payload, p_message_id)
+        WHEN 'mes.confirm' THEN plantsync.handle_mes_confirm(p_payload, p_message_id)
+        WHEN 'mes.complete' THEN plantsync.handle_mes_complete(p_payload, p_message_id)
+        WHEN 'qms.usage_decision' THEN plantsync.handle_qms_usage_decision(p_payload)
+    END;
+END
+$$;
+COMMENT ON FUNCTION plantsync.dispatch(text, jsonb, text) IS 'Used by plantsync.receive: the handler of a message type.';
+
+CREATE FUNCTION plantsync.receive(p_type text, p_message_id text, p_payload jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sys text := split_part(p_type, '.', 1);
+    seen plantsync.inbox;
+    entry uuid := plantsync.uuid_v7();
+    result jsonb;
+    waiting text;
+    parked plantsync.inbox;
+BEGIN
+    IF p_type IS NULL OR p_type NOT IN ('erp.order_release', 'erp.order_cancel', 'mes.consume', 'mes.confirm', 'mes.complete',
+                                        'qms.usage_decision') THEN
+        RAISE EXCEPTION 'message type "%" is not known', p_type USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_message_id IS NULL OR btrim(p_message_id) = '' THEN
+        RAISE EXCEPTION 'a message id is required' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Send the id your system gives the message; a message sent again with the same id is applied once.';
+    END IF;
+    IF p_payload IS NULL THEN
+        RAISE EXCEPTION 'the message has no payload' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    -- seen before: the first outcome, nothing changed
+    SELECT * INTO seen FROM plantsync.inbox WHERE system_code = sys AND message_id = p_message_id;
+    IF FOUND THEN
+        IF seen.payload IS DISTINCT FROM p_payload THEN
+            RAISE EXCEPTION 'message "%" of % was received before with other content', p_message_id, sys
+                USING ERRCODE = 'PS012', DETAIL = format('First received %s as %s.', seen.received_at, seen.message_type),
+                      HINT = 'A message id names one message; give a new message a new id.';
+        END IF;
+        RETURN COALESCE(seen.outcome, '{}') || jsonb_build_object('message', 'duplicate', 'first_status', seen.status,
+                                                                  'first_received_at', seen.received_at);
+    END IF;
+
+    PERFORM plantsync.check_contract(p_type, p_payload);
+    PERFORM set_config('plantsync.source_system', sys, true);
+    PERFORM set_config('plantsync.causation_id', entry::text, true);
+    BEGIN
+        result := plantsync.dispatch(p_type, p_payload, p_message_id);
+    EXCEPTION WHEN SQLSTATE 'PS013' THEN
+        GET STACKED DIAGNOSTICS waiting = PG_EXCEPTION_DETAIL;
+    END;
+    INSERT INTO plantsync.inbox (id, system_code, message_id, message_type, site_id, payload, status, outcome, waiting_for, applied_at)
+    VALUES (entry, sys, p_message_id, p_type, p_payload ->> 'site', p_payload,
+            CASE WHEN waiting IS NULL THEN 'applied' ELSE 'parked' END, result, waiting,
+            CASE WHEN waiting IS NULL THEN now() END);
+    IF waiting IS NOT NULL THEN
+        RETURN jsonb_build_object('message', 'parked', 'waiting_for', waiting);
+    END IF;
+
+    -- a release may be what parked messages wait for
+    IF p_type = 'erp.order_release' THEN
+        FOR parked IN SELECT * FROM plantsync.inbox
+                       WHERE status = 'parked' AND site_id = p_payload ->> 'site' AND waiting_for = 'order ' || (p_payload ->> 'order')
+                       ORDER BY received_at, id LOOP
+            PERFORM set_config('plantsync.source_system', parked.system_code, true);
+            PERFORM set_config('plantsync.causation_id', parked.id::text, true);
+            -- a parked message that now fails for another reason stays
+            -- parked with that reason: the release itself is not refused
+            BEGIN
+                UPDATE plantsync.inbox SET status = 'applied', applied_at = now(), waiting_for = NULL,
+                       outcome = plantsync.dispatch(parked.message_type, parked.payload, parked.message_id)
+                 WHERE id = parked.id;
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS waiting = MESSAGE_TEXT;
+                UPDATE plantsync.inbox SET waiting_for = 'refused when its order arrived: ' || waiting WHERE id = parked.id;
+            END;
+        END LOOP;
+        PERFORM set_config('plantsync.source_system', sys, true);
+    END IF;
+    RETURN result || jsonb_build_object('message', 'applied');
+END
+$$;
+COMMENT ON FUNCTION plantsync.receive(text, text, jsonb) IS
+'Receives one business message and returns its outcome ({"message": "applied" | "parked" | "duplicate", ...what it created}): checks it against its contract, applies it as its system in this transaction (or refuses it whole), and keeps it with its outcome in plantsync.inbox. A message id seen before returns the first outcome and changes nothing (other content under the same id: PS012). An MES message for an order not released yet is parked and applied when the release arrives.';
+REVOKE EXECUTE ON FUNCTION plantsync.receive(text, text, jsonb), plantsync.dispatch(text, jsonb, text),
+    plantsync.handle_erp_order_release(jsonb), plantsync.handle_erp_order_cancel(jsonb),
+    plantsync.handle_mes_consume(jsonb, text), plantsync.handle_mes_confirm(jsonb, text), plantsync.handle_mes_complete(jsonb, text),
+    plantsync.handle_qms_usage_decision(jsonb) FROM PUBLIC;
+
+-- One function per message, for each system's integration role.
+CREATE FUNCTION plantsync.erp_release_order(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('erp.order_release', message_id, payload) $$;
+CREATE FUNCTION plantsync.erp_cancel_order(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('erp.order_cancel', message_id, payload) $$;
+CREATE FUNCTION plantsync.mes_consume(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('mes.consume', message_id, payload) $$;
+CREATE FUNCTION plantsync.mes_confirm(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('mes.confirm', message_id, payload) $$;
+CREATE FUNCTION plantsync.mes_complete(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('mes.complete', message_id, payload) $$;
+CREATE FUNCTION plantsync.qms_usage_decision(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('qms.usage_decision', message_id, payload) $$;
+COMMENT ON FUNCTION plantsync.erp_release_order(text, jsonb) IS 'ERP: release a production order (contract erp.order_release).';
+COMMENT ON FUNCTION plantsync.erp_cancel_order(text, jsonb) IS 'ERP: cancel a production order (contract erp.order_cancel).';
+COMMENT ON FUNCTION plantsync.mes_consume(text, jsonb) IS 'MES: consume a lot into an order (contract mes.consume); parked until the order is released.';
+COMMENT ON FUNCTION plantsync.mes_confirm(text, jsonb) IS 'MES: confirm an operation (contract mes.confirm); parked until the order is released.';
+COMMENT ON FUNCTION plantsync.mes_complete(text, jsonb) IS 'MES: complete an order with its lot, received into quality-inspection stock (contract mes.complete).';
+COMMENT ON FUNCTION plantsync.qms_usage_decision(text, jsonb) IS 'QMS: usage decision on a lot, accept or reject (contract qms.usage_decision).';
+REVOKE EXECUTE ON FUNCTION plantsync.erp_release_order(text, jsonb), plantsync.erp_cancel_order(text, jsonb),
+    plantsync.mes_consume(text, jsonb), plantsync.mes_confirm(text, jsonb), plantsync.mes_complete(text, jsonb),
+    plantsync.qms_usage_decision(text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.grant_integration_role(p_system text, p_role name)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text;
+BEGIN
+    IF p_system NOT IN ('erp', 'mes', 'qms') THEN
+        RAISE EXCEPTION 'system "%" has no process APIs', p_system USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use erp, mes or qms.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
+        RAISE EXCEPTION 'role "%" does not exist', p_role USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA plantsync TO %I', p_role);
+    FOR fn IN SELECT p.oid::regprocedure::text FROM pg_proc p
+               WHERE p.pronamespace = 'plantsync'::regnamespace AND p.proname LIKE p_system || '\_%'
+                 AND pg_get_function_identity_arguments(p.oid) = 'message_id text, payload jsonb'
+               ORDER BY 1 LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, p_role);
+        RETURN NEXT fn;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION plantsync.grant_integration_role(text, name) IS
+'Lets a role call one system''s process APIs (and nothing else of them): grants USAGE on the schema and EXECUTE on that system''s functions; returns them. The functions apply messages with the extension owner''s rights, so the role needs no table privileges.';
+REVOKE EXECUTE ON FUNCTION plantsync.grant_integration_role(text, name) FROM PUBLIC;

@@ -1,0 +1,135 @@
+-- pgTAP: process APIs. Messages checked against their contracts, applied as
+-- their system or refused whole, applied once per message id, parked until
+-- their order is released; the quality hold holds whatever system asks;
+-- each integration role calls its own functions only.
+BEGIN;
+SELECT * FROM no_plan();
+
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.site (site_id, name) VALUES ('PA', 'Process API plant');
+INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('PA', 'WH', 'Store');
+INSERT INTO plantsync.equipment (site_id, equipment_code, name, equipment_level) VALUES ('PA', 'WC1', 'Mixer', 'WorkCenter');
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.material (site_id, material_number, description, material_type, base_uom)
+VALUES ('PA', 'FG', 'Syrup', 'finished', 'KG'), ('PA', 'RM', 'Sugar', 'raw', 'KG');
+SET LOCAL plantsync.source_system = 'mes';
+INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition)
+SELECT 'PA', id, 'R-1', 'unrestricted' FROM plantsync.material WHERE site_id = 'PA' AND material_number = 'RM';
+INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, source_system, external_id)
+SELECT 'PA', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', 'PA-GR-1'
+  FROM plantsync.lot l, plantsync.storage_location s WHERE l.lot_number = 'R-1' AND s.site_id = 'PA';
+RESET plantsync.source_system;
+
+-- out of order: the MES consumes before the release arrives
+SELECT is(plantsync.mes_consume('mes-1', '{"site": "PA", "order": "PO-9", "material": "RM", "lot": "R-1", "quantity": 40, "uom": "KG", "location": "WH"}'),
+          '{"message": "parked", "waiting_for": "order PO-9"}'::jsonb, 'a consumption for an order not released yet is parked');
+SELECT is((SELECT count(*) FROM plantsync.material_movement WHERE external_id = 'mes-1'), 0::bigint, 'and not applied yet');
+
+CREATE TEMP TABLE release AS
+SELECT plantsync.erp_release_order('erp-1', '{"site": "PA", "order": "PO-9", "material": "FG", "quantity": 100, "uom": "KG",
+  "due_date": "2026-12-15", "operations": [{"operation": "0010", "work_center": "WC1", "segment": "MIX", "quantity": 100}]}') AS outcome;
+SELECT is((SELECT outcome ->> 'message' FROM release), 'applied', 'the release is applied');
+SELECT results_eq($$SELECT o.status, count(op.*) FROM plantsync.production_order o JOIN plantsync.production_operation op ON op.order_id = o.id
+                     WHERE o.order_number = 'PO-9' GROUP BY o.status$$, $$VALUES ('released', 1::bigint)$$, 'the order is released with its operation');
+SELECT results_eq($$SELECT status, waiting_for FROM plantsync.inbox WHERE message_id = 'mes-1'$$, $$VALUES ('applied', NULL::text)$$,
+                  'the parked consumption is applied when the release arrives');
+SELECT is((SELECT count(*) FROM plantsync.material_movement WHERE external_id = 'mes-1' AND movement_type = 'consumption'), 1::bigint,
+          'the consumption is in the ledger, under the message id');
+SELECT is((SELECT source_system FROM plantsync.material_movement WHERE external_id = 'mes-1'), 'mes', 'written as the MES');
+SELECT is((SELECT count(*) FROM plantsync.event e JOIN plantsync.inbox i ON i.id = e.causation_id
+            WHERE i.message_id = 'erp-1' AND e.type = 'production_order.released'), 1::bigint,
+          'the release''s event names the message that caused it');
+
+-- the same message again: the first answer, nothing changed
+SELECT is(plantsync.erp_release_order('erp-1', '{"site": "PA", "order": "PO-9", "material": "FG", "quantity": 100, "uom": "KG",
+  "due_date": "2026-12-15", "operations": [{"operation": "0010", "work_center": "WC1", "segment": "MIX", "quantity": 100}]}') ->> 'message',
+          'duplicate', 'a message sent twice is answered as a duplicate');
+SELECT is((SELECT count(*) FROM plantsync.production_order WHERE order_number = 'PO-9'), 1::bigint, 'and changes nothing');
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-1', '{"site": "PA", "order": "PO-9", "material": "FG", "quantity": 200, "uom": "KG", "due_date": "2026-12-15"}')$$,
+                 'PS012', 'message "erp-1" of erp was received before with other content', 'the same id with other content is refused');
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-2', '{"site": "PA", "order": "PO-9", "material": "FG", "quantity": 100, "uom": "KG", "due_date": "2026-12-15"}')$$,
+                 '23505', 'order "PO-9" of site "PA" exists already', 'a second release of an order is refused');
+
+-- refused whole: contracts, unknown codes
+CREATE TEMP TABLE before AS SELECT (SELECT count(*) FROM plantsync.inbox) AS inbox, (SELECT count(*) FROM plantsync.production_order) AS orders;
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-3', '{"site": "PA", "order": "PO-10", "material": "FG", "quantity": -5, "uom": "KG", "due_date": "2026-12-15"}')$$,
+                 'PS010', NULL, 'a message that breaks its contract is refused');
+SELECT throws_like($$SELECT plantsync.erp_release_order('erp-3', '{"site": "PA", "order": "PO-10", "material": "FG", "quantity": -5, "uom": "KG", "due_date": "2026-12-15"}')$$,
+                   '%/quantity%', 'naming the field');
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-4', '{"site": "PA", "order": "PO-10", "material": "NOPE", "quantity": 5, "uom": "KG", "due_date": "2026-12-15"}')$$,
+                 '23503', 'material "NOPE" does not exist at site "PA"', 'an unknown material is named');
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-5', '{"site": "PA", "order": "PO-10", "material": "FG", "quantity": 5, "uom": "KG", "due_date": "2026-12-15",
+                   "operations": [{"operation": "0010", "work_center": "WC9", "segment": "MIX", "quantity": 5}]}')$$,
+                 '23503', 'work_center "WC9" does not exist at site "PA"', 'an unknown work center is named, and the order is not left half-written');
+SELECT results_eq($$SELECT (SELECT count(*) FROM plantsync.inbox), (SELECT count(*) FROM plantsync.production_order)$$,
+                  $$SELECT inbox, orders FROM before$$, 'refused messages leave nothing behind, not even in the inbox');
+SELECT throws_ok($$SELECT plantsync.mes_consume('', '{}')$$, '22023', 'a message id is required', 'a message needs an id');
+SELECT throws_ok($$SELECT plantsync.receive('erp.teleport', 'x', '{}')$$, '22023', 'message type "erp.teleport" is not known', 'unknown message types are refused');
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-9', '{"site": "PA", "order": "PO-9", "material": "RM", "lot": "R-404", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
+                 '23503', 'lot "R-404" of material "RM" does not exist at site "PA"', 'an unknown lot is named');
+
+-- execution, completion into quality stock, usage decision
+SELECT is(plantsync.mes_confirm('mes-2', '{"site": "PA", "order": "PO-9", "operation": "0010", "yield": 95, "scrap": 5, "uom": "KG", "final": true}') ->> 'message',
+          'applied', 'a confirmation is applied');
+SELECT is((SELECT status FROM plantsync.production_order WHERE order_number = 'PO-9'), 'in_progress', 'the order is in progress from its first confirmation');
+SELECT is(plantsync.mes_complete('mes-3', '{"site": "PA", "order": "PO-9", "lot": "FG-1", "quantity": 95, "uom": "KG", "location": "WH"}') ->> 'order_status',
+          'completed', 'completion completes the order');
+SELECT results_eq($$SELECT l.disposition, ib.stock_type, ib.base_quantity FROM plantsync.lot l JOIN plantsync.inventory_balance ib ON ib.lot_id = l.id
+                     WHERE l.lot_number = 'FG-1'$$, $$VALUES ('restricted', 'quality', 95::numeric)$$,
+                  'the produced lot is in quality-inspection stock');
+SELECT results_eq($$SELECT node_number, quantity FROM plantsync.trace_backward((SELECT id FROM plantsync.lot WHERE lot_number = 'FG-1'))$$,
+                  $$VALUES ('R-1', 40::numeric)$$, 'its genealogy: made from R-1');
+-- the hold: a restricted lot cannot be consumed, whoever asks
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'PA', 'PO-11', id, 10, 'KG', 'released', '2026-12-20' FROM plantsync.material WHERE site_id = 'PA' AND material_number = 'FG';
+RESET plantsync.source_system;
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-4', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-1", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
+                 'PS006', NULL, 'a lot awaiting its usage decision cannot be consumed');
+SELECT is((SELECT plantsync.qms_usage_decision('qms-1', '{"site": "PA", "lot": "FG-1", "decision": "accept", "code": "A1", "decided_by": "qa.lead"}')) ->> 'disposition',
+          'unrestricted', 'accepted: unrestricted');
+SELECT results_eq($$SELECT il.status, ud.decision, ud.decided_by FROM plantsync.usage_decision ud JOIN plantsync.inspection_lot il ON il.id = ud.inspection_lot_id
+                     JOIN plantsync.lot l ON l.id = il.lot_id WHERE l.lot_number = 'FG-1'$$,
+                  $$VALUES ('accepted', 'accept', 'qa.lead')$$, 'the decision is recorded on the lot''s inspection lot');
+SELECT is(plantsync.mes_consume('mes-4', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-1", "quantity": 1, "uom": "KG", "location": "WH"}') ->> 'message',
+          'applied', 'once released, the same message is applied');
+
+-- reject: the lot is rejected and held
+SELECT is(plantsync.erp_release_order('erp-6', '{"site": "PA", "order": "PO-12", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20",
+  "operations": [{"operation": "0010", "work_center": "WC1", "segment": "MIX", "quantity": 10}]}') ->> 'message', 'applied', 'another order');
+SELECT is(plantsync.mes_complete('mes-5', '{"site": "PA", "order": "PO-12", "lot": "FG-2", "quantity": 10, "uom": "KG", "location": "WH"}') ->> 'message',
+          'applied', 'completed straight away');
+SELECT is(plantsync.qms_usage_decision('qms-2', '{"site": "PA", "lot": "FG-2", "decision": "reject", "decided_by": "qa.lead", "comment": "viscosity"}') ->> 'disposition',
+          'rejected', 'rejected');
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-6', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-2", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
+                 'PS006', NULL, 'a rejected lot cannot be consumed');
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-3', '{"site": "PA", "lot": "FG-2", "decision": "maybe", "decided_by": "x"}')$$,
+                 'PS010', NULL, 'a decision outside the contract is refused');
+
+-- cancel
+SELECT is(plantsync.erp_release_order('erp-7', '{"site": "PA", "order": "PO-13", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
+          'applied', 'one more order');
+SELECT is(plantsync.erp_cancel_order('erp-8', '{"site": "PA", "order": "PO-13", "reason": "customer order withdrawn"}') ->> 'order_status', 'cancelled', 'cancelled');
+SELECT is((SELECT reason FROM plantsync.state_change WHERE entity = 'production_order' AND entity_key = 'PO-13' AND to_state = 'cancelled'),
+          'customer order withdrawn', 'with the ERP''s reason in the history');
+SELECT throws_ok($$SELECT plantsync.erp_cancel_order('erp-9', '{"site": "PA", "order": "PO-9", "reason": "too late"}')$$,
+                 'PS001', NULL, 'a completed order cannot be cancelled');
+
+-- roles: each system calls its own functions only
+CREATE ROLE plantsync_tap_mes;
+SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_mes')$$,
+              $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)')$$,
+              'the MES role gets the MES functions');
+SET LOCAL ROLE plantsync_tap_mes;
+SELECT is(plantsync.mes_consume('mes-7', '{"site": "PA", "order": "PO-11", "material": "RM", "lot": "R-1", "quantity": 2, "uom": "KG", "location": "WH"}') ->> 'message',
+          'applied', 'the MES role consumes, with no table privileges of its own');
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-10', '{}')$$, '42501', NULL, 'but cannot release orders');
+SELECT throws_ok($$SELECT plantsync.receive('mes.consume', 'mes-8', '{}')$$, '42501', NULL, 'nor call the inbox directly');
+SELECT throws_ok($$INSERT INTO plantsync.inbox (system_code, message_id, message_type, payload, status) VALUES ('mes', 'x', 'mes.consume', '{}', 'applied')$$,
+                 '42501', NULL, 'nor write the inbox');
+RESET ROLE;
+SELECT is((SELECT received_by FROM plantsync.inbox WHERE message_id = 'mes-7'), 'postgres'::name, 'the inbox records the session''s role');
+SELECT throws_ok($$SELECT plantsync.grant_integration_role('wms', 'plantsync_tap_mes')$$, '22023', 'system "wms" has no process APIs', 'unknown systems are refused');
+
+SELECT * FROM finish();
+ROLLBACK;
