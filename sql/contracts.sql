@@ -92,24 +92,24 @@ SELECT plantsync.register_contract('production_confirmation.recorded', '{"type":
 
 -- Forward mode: the old version must accept what the new one sends, so a
 -- new optional field is breaking when the old one closed the object...
-SELECT plantsync.register_contract('erp.order_release', '{"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}, "additionalProperties": false}', 'inbound', 'forward');
-SELECT plantsync.register_contract('erp.order_release', '{"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}, "priority": {"type": "integer"}}, "additionalProperties": false}');
+SELECT plantsync.register_contract('regress.order_release', '{"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}, "additionalProperties": false}', 'inbound', 'forward');
+SELECT plantsync.register_contract('regress.order_release', '{"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}, "priority": {"type": "integer"}}, "additionalProperties": false}');
 \echo :SQLSTATE
 -- ...while a new required field is fine.
-SELECT plantsync.register_contract('erp.order_release', '{"type": "object", "required": ["order"], "properties": {"order": {"type": "string", "maxLength": 12}}, "additionalProperties": false}') AS forward_ok;
+SELECT plantsync.register_contract('regress.order_release', '{"type": "object", "required": ["order"], "properties": {"order": {"type": "string", "maxLength": 12}}, "additionalProperties": false}') AS forward_ok;
 -- Full mode refuses both directions; none accepts anything valid.
-SELECT plantsync.register_contract('qms.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept", "reject"]}}}', 'inbound', 'full');
-SELECT plantsync.register_contract('qms.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept", "reject", "partial"]}}}');
+SELECT plantsync.register_contract('regress.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept", "reject"]}}}', 'inbound', 'full');
+SELECT plantsync.register_contract('regress.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept", "reject", "partial"]}}}');
 \echo :SQLSTATE
-SELECT plantsync.register_contract('qms.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept"]}}}');
+SELECT plantsync.register_contract('regress.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept"]}}}');
 \echo :SQLSTATE
-SELECT plantsync.register_contract('qms.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept"]}}}', compatibility => 'none') AS none_ok;
+SELECT plantsync.register_contract('regress.usage_decision', '{"type": "object", "properties": {"decision": {"enum": ["accept"]}}}', compatibility => 'none') AS none_ok;
 -- Bad registrations.
 SELECT plantsync.register_contract('Bad Subject', '{}');
 \echo :SQLSTATE
 SELECT plantsync.register_contract('erp.x', '{}', compatibility => 'sideways');
 \echo :SQLSTATE
-SELECT plantsync.register_contract('erp.order_release', '{}', 'event');
+SELECT plantsync.register_contract('regress.order_release', '{}', 'event');
 \echo :SQLSTATE
 SELECT plantsync.register_contract('erp.x', '{}', 'stream');
 \echo :SQLSTATE
@@ -119,21 +119,21 @@ SELECT subject, kind, compatibility FROM plantsync.contract_subject ORDER BY sub
 SELECT subject, version, status FROM plantsync.contract ORDER BY subject, version;
 
 -- Inbound messages: checked against the latest active version.
-SELECT plantsync.check_contract('erp.order_release', '{"order": "PO-1"}') AS dataschema;
-SELECT plantsync.check_contract('erp.order_release', '{"order": "PO-123456789012345", "plant": "1000"}');
+SELECT plantsync.check_contract('regress.order_release', '{"order": "PO-1"}') AS dataschema;
+SELECT plantsync.check_contract('regress.order_release', '{"order": "PO-123456789012345", "plant": "1000"}');
 \echo :SQLSTATE
 SELECT plantsync.check_contract('no.contract', '{"anything": 1}') AS no_contract;
 SET plantsync.contract_max_errors = 1;
-SELECT plantsync.check_contract('erp.order_release', '{"plant": "1000", "extra": 2}');
+SELECT plantsync.check_contract('regress.order_release', '{"plant": "1000", "extra": 2}');
 RESET plantsync.contract_max_errors;
 -- Lifecycle: deprecating the latest version makes the previous one current.
-SELECT plantsync.set_contract_status('erp.order_release', 2, 'deprecated', 'field length rolled back');
-SELECT plantsync.check_contract('erp.order_release', '{"order": "PO-123456789012345"}') AS dataschema;
-SELECT plantsync.set_contract_status('erp.order_release', 9, 'retired', 'x');
+SELECT plantsync.set_contract_status('regress.order_release', 2, 'deprecated', 'field length rolled back');
+SELECT plantsync.check_contract('regress.order_release', '{"order": "PO-123456789012345"}') AS dataschema;
+SELECT plantsync.set_contract_status('regress.order_release', 9, 'retired', 'x');
 \echo :SQLSTATE
-SELECT plantsync.set_contract_status('erp.order_release', 1, 'gone', 'x');
+SELECT plantsync.set_contract_status('regress.order_release', 1, 'gone', 'x');
 \echo :SQLSTATE
-SELECT plantsync.set_contract_status('erp.order_release', 1, 'retired', ' ');
+SELECT plantsync.set_contract_status('regress.order_release', 1, 'retired', ' ');
 \echo :SQLSTATE
 
 -- Events: the outbox checks each event against its type's contract and

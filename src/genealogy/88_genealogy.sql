@@ -116,6 +116,8 @@ $$;
 COMMENT ON FUNCTION plantsync.genealogy_from_movement() IS
 'Trigger function on the movement ledger: derives genealogy links from consumptions and production receipts of the same order, and ends them when either movement is reversed.';
 
+REVOKE EXECUTE ON FUNCTION plantsync.genealogy_from_movement() FROM PUBLIC;
+
 CREATE TRIGGER plantsync_genealogy AFTER INSERT ON plantsync.material_movement
     FOR EACH ROW
     WHEN (NEW.movement_type IN ('consumption', 'production_receipt', 'reversal'))
@@ -138,6 +140,8 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.genealogy_from_serial() IS
 'Trigger function on serials: a serial that belongs to a lot is linked to it (contains).';
+
+REVOKE EXECUTE ON FUNCTION plantsync.genealogy_from_serial() FROM PUBLIC;
 
 CREATE TRIGGER plantsync_genealogy AFTER INSERT ON plantsync.serial
     FOR EACH ROW

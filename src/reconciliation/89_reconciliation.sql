@@ -28,6 +28,7 @@ COMMENT ON COLUMN plantsync.erp_snapshot.row_count IS 'Rows in the snapshot.';
 COMMENT ON COLUMN plantsync.erp_snapshot.loaded_by IS 'Role that loaded it.';
 
 CREATE TABLE plantsync.erp_inventory (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     snapshot_id uuid NOT NULL REFERENCES plantsync.erp_snapshot ON DELETE CASCADE,
     material_number text NOT NULL,
     lot_number text,
@@ -43,6 +44,7 @@ CREATE TABLE plantsync.erp_inventory (
 );
 CREATE INDEX erp_inventory_snapshot_idx ON plantsync.erp_inventory (snapshot_id);
 COMMENT ON TABLE plantsync.erp_inventory IS 'Inventory rows of ERP snapshots, in the ERP''s codes, with the plant''s ids where the codes are known.';
+COMMENT ON COLUMN plantsync.erp_inventory.id IS 'Row number.';
 COMMENT ON COLUMN plantsync.erp_inventory.snapshot_id IS 'Snapshot.';
 COMMENT ON COLUMN plantsync.erp_inventory.material_number IS 'Material number as the ERP has it.';
 COMMENT ON COLUMN plantsync.erp_inventory.lot_number IS 'Batch (lot) number; NULL for materials not lot-tracked.';
@@ -56,6 +58,7 @@ COMMENT ON COLUMN plantsync.erp_inventory.storage_location_id IS 'The plant''s s
 COMMENT ON COLUMN plantsync.erp_inventory.base_quantity IS 'Quantity in the material''s base unit (NULL when the material is unknown).';
 
 CREATE TABLE plantsync.erp_order (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     snapshot_id uuid NOT NULL REFERENCES plantsync.erp_snapshot ON DELETE CASCADE,
     order_number text NOT NULL,
     status text NOT NULL,
@@ -66,6 +69,7 @@ CREATE TABLE plantsync.erp_order (
 );
 CREATE INDEX erp_order_snapshot_idx ON plantsync.erp_order (snapshot_id);
 COMMENT ON TABLE plantsync.erp_order IS 'Production orders of ERP snapshots (status in the canonical vocabulary of plantsync.state, as the dialect or adapter maps it).';
+COMMENT ON COLUMN plantsync.erp_order.id IS 'Row number.';
 COMMENT ON COLUMN plantsync.erp_order.snapshot_id IS 'Snapshot.';
 COMMENT ON COLUMN plantsync.erp_order.order_number IS 'Order number.';
 COMMENT ON COLUMN plantsync.erp_order.status IS 'Order status (draft, released, in_progress, completed, closed, cancelled...).';
@@ -75,6 +79,7 @@ COMMENT ON COLUMN plantsync.erp_order.uom IS 'Unit of the quantities.';
 COMMENT ON COLUMN plantsync.erp_order.order_id IS 'The plant''s order; NULL when the plant does not know the number.';
 
 CREATE TABLE plantsync.erp_posting (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     snapshot_id uuid NOT NULL REFERENCES plantsync.erp_snapshot ON DELETE CASCADE,
     reference text NOT NULL,
     document_number text,
@@ -82,6 +87,7 @@ CREATE TABLE plantsync.erp_posting (
 );
 CREATE INDEX erp_posting_snapshot_idx ON plantsync.erp_posting (snapshot_id, reference);
 COMMENT ON TABLE plantsync.erp_posting IS 'Postings the ERP has, from ERP snapshots: the plant''s reference (a movement''s external id) and the ERP document.';
+COMMENT ON COLUMN plantsync.erp_posting.id IS 'Row number.';
 COMMENT ON COLUMN plantsync.erp_posting.snapshot_id IS 'Snapshot.';
 COMMENT ON COLUMN plantsync.erp_posting.reference IS 'The plant''s reference the ERP document carries (movement external id).';
 COMMENT ON COLUMN plantsync.erp_posting.document_number IS 'ERP document number (material document, Stock Entry).';
