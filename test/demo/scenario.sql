@@ -157,13 +157,63 @@ UPDATE plantsync.inspection_lot SET status = 'stock_posted';
 UPDATE plantsync.production_order SET status = 'closed' WHERE order_number = 'PO-1001';
 
 \echo
-\echo '== 10. The timeline: every state change, by system, in order'
+\echo '== 10. The same, as the systems send it: business messages through the process APIs'
+\echo '-- the MES reports a consumption for PO-1002 before the ERP has released it: parked, not refused'
+SELECT plantsync.mes_consume('MES-7001', '{"site": "P100", "order": "PO-1002", "material": "RM-SUGAR", "lot": "S-001",
+                                           "quantity": 100, "uom": "KG", "location": "RM01"}') AS outcome;
+\echo '-- the release arrives; the parked consumption is applied with it'
+SELECT plantsync.erp_release_order('ERP-4712', '{"site": "P100", "order": "PO-1002", "material": "FG-SYRUP", "quantity": 200,
+  "uom": "EA", "due_date": "2026-12-20", "operations": [{"operation": "0010", "work_center": "WC-MIX", "segment": "MIX", "quantity": 200}]}')
+       - 'order_id' AS outcome;
+\echo '-- the ERP sends the release again (a retry): the first answer, nothing changed'
+SELECT plantsync.erp_release_order('ERP-4712', '{"site": "P100", "order": "PO-1002", "material": "FG-SYRUP", "quantity": 200,
+  "uom": "EA", "due_date": "2026-12-20", "operations": [{"operation": "0010", "work_center": "WC-MIX", "segment": "MIX", "quantity": 200}]}')
+       ->> 'message' AS outcome;
+SELECT plantsync.mes_complete('MES-7002', '{"site": "P100", "order": "PO-1002", "lot": "FG-0002", "quantity": 200, "uom": "EA", "location": "FG01"}')
+       - 'lot_id' - 'movement_id' AS outcome;
+\echo '-- QMS rejects FG-0002; the MES then tries to use it:'
+SELECT plantsync.qms_usage_decision('QMS-9001', '{"site": "P100", "lot": "FG-0002", "decision": "reject", "decided_by": "QA: J. Doe", "comment": "viscosity"}')
+       - 'lot_id' - 'inspection_lot_id' AS outcome;
+\set ON_ERROR_STOP 0
+SELECT plantsync.mes_consume('MES-7003', '{"site": "P100", "order": "PO-1002", "material": "FG-SYRUP", "lot": "FG-0002",
+                                           "quantity": 1, "uom": "EA", "location": "FG01"}');
+\echo '-- a message that breaks its contract:'
+SELECT plantsync.mes_confirm('MES-7004', '{"site": "P100", "order": "PO-1002", "operation": "0010", "yield": -5, "uom": "EA"}');
+\set ON_ERROR_STOP 1
+SELECT system_code AS system, message_id, message_type, status, to_char(received_at, 'HH24:MI:SS.MS') AS received,
+       to_char(applied_at, 'HH24:MI:SS.MS') AS applied
+  FROM plantsync.inbox ORDER BY received_at;
+
+\echo
+\echo '== 11. Genealogy: where FG-0001 came from, and the recall scope of sugar lot S-001'
+SELECT node_kind AS kind, node_number AS lot, depth, quantity, uom
+  FROM plantsync.trace_backward((SELECT id FROM plantsync.lot WHERE lot_number = 'FG-0001'));
+SELECT category, object_number, quantity, uom, depth
+  FROM plantsync.recall_scope((SELECT id FROM plantsync.lot WHERE lot_number = 'S-001')) ORDER BY category, object_number;
+
+\echo
+\echo '== 12. Reconciliation: the ERP''s stock snapshot against the plant'
+\echo '-- the ERP still has the rejected lot FG-0002 as free stock, and misses 5 kg of sugar:'
+SELECT plantsync.load_erp_snapshot('P100', 'inventory', now(), '[
+  {"material": "RM-SUGAR", "lot": "S-001", "location": "RM01", "quantity": 195, "uom": "KG"},
+  {"material": "RM-SUGAR", "lot": "S-002", "location": "RM01", "quantity": 200, "uom": "KG", "stock_type": "quality"},
+  {"material": "RM-WATER", "lot": "W-001", "location": "RM01", "quantity": 250, "uom": "L"},
+  {"material": "PK-BOTTLE", "location": "RM01", "quantity": 1000, "uom": "EA"},
+  {"material": "FG-SYRUP", "lot": "FG-0001", "location": "FG01", "quantity": 990, "uom": "EA"},
+  {"material": "FG-SYRUP", "lot": "FG-0002", "location": "FG01", "quantity": 200, "uom": "EA"}]') IS NOT NULL AS snapshot_loaded;
+SELECT plantsync.reconcile_inventory('P100') IS NOT NULL AS reconciled;
+SELECT kind, subject_key, plant_quantity, erp_quantity, plant_status, erp_status, remediation
+  FROM plantsync.discrepancy ORDER BY subject_key;
+SELECT kind, compared, matched, accuracy_percent, discrepancies FROM plantsync.reconciliation_kpi;
+
+\echo
+\echo '== 13. The timeline: every state change, by system, in order'
 SELECT to_char(changed_at, 'HH24:MI:SS.MS') AS at, source_system AS system, entity, entity_key AS key,
        coalesce(from_state, '(new)') AS from_state, to_state, coalesce(reason, '') AS reason
   FROM plantsync.state_change ORDER BY id;
 
 \echo
-\echo '== 11. Stock on hand, derived from the ledger'
+\echo '== 14. Stock on hand, derived from the ledger'
 SELECT m.material_number, coalesce(l.lot_number, '') AS lot, s.location_code AS location, b.stock_type, b.base_quantity, b.base_uom
   FROM plantsync.inventory_balance b
   JOIN plantsync.material m ON m.id = b.material_id
@@ -172,14 +222,14 @@ SELECT m.material_number, coalesce(l.lot_number, '') AS lot, s.location_code AS 
  ORDER BY 1, 2;
 
 \echo
-\echo '== 12. Final states'
+\echo '== 15. Final states'
 SELECT 'production_order' AS entity, order_number AS key, status AS state FROM plantsync.production_order
 UNION ALL SELECT 'lot', lot_number, disposition FROM plantsync.lot
 UNION ALL SELECT 'inspection_lot', inspection_lot_number, status FROM plantsync.inspection_lot
 UNION ALL SELECT 'production_operation', operation_number, status FROM plantsync.production_operation
 ORDER BY 1, 2;
 \echo
-\echo '== 13. The outbox: each change above became a CloudEvents event in the same transaction'
+\echo '== 16. The outbox: each change above became a CloudEvents event in the same transaction'
 \echo '-- the order''s whole story, read back by its correlation id (the order''s id):'
 SELECT e.aggregate_type || ' #' || e.aggregate_seq AS seq, e.type, e.subject, e.source_system AS system, coalesce(e.lot_number, '') AS lot
   FROM plantsync.event e
