@@ -37,7 +37,8 @@ SQL_FRAGMENTS = \
 	src/delivery/87_delivery.sql \
 	src/genealogy/88_genealogy.sql \
 	src/reconciliation/89_reconciliation.sql \
-	src/core/90_guards.sql
+	src/core/90_guards.sql \
+	src/audit/91_audit.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = $(DATA_built)
