@@ -38,7 +38,8 @@ SQL_FRAGMENTS = \
 	src/genealogy/88_genealogy.sql \
 	src/reconciliation/89_reconciliation.sql \
 	src/core/90_guards.sql \
-	src/audit/91_audit.sql
+	src/audit/91_audit.sql \
+	src/security/92_site_isolation.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 EXTRA_CLEAN = $(DATA_built)

@@ -213,7 +213,7 @@ CREATE ROLE plantsync_tap_rls;
 GRANT USAGE ON SCHEMA plantsync TO plantsync_tap_rls;
 GRANT SELECT ON plantsync.genealogy_link, plantsync.lot, plantsync.serial TO plantsync_tap_rls;
 ALTER TABLE plantsync.genealogy_link ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tap_not_ga ON plantsync.genealogy_link FOR SELECT USING (site_id <> 'GA');
+CREATE POLICY tap_not_ga ON plantsync.genealogy_link AS RESTRICTIVE FOR SELECT USING (site_id <> 'GA');
 CREATE TEMP TABLE rls_starts AS SELECT DISTINCT site, start FROM cases WHERE site IN ('GA', 'GB');
 CREATE TEMP TABLE rls_seen (site text, start uuid, node_id uuid, depth integer);
 GRANT SELECT ON rls_starts TO plantsync_tap_rls;
@@ -230,7 +230,7 @@ SELECT is((SELECT count(*) FROM ((SELECT start, node_id, depth FROM rls_seen WHE
                                    (SELECT start, node_id, depth FROM rls_seen WHERE site = 'GB')) y),
           0::bigint, 'under row-level security, the visible plant''s traces are the same as without it');
 SELECT ok((SELECT count(*) FROM rls_seen WHERE site = 'GB') > 100, 'and they are not empty');
-ALTER TABLE plantsync.genealogy_link DISABLE ROW LEVEL SECURITY;
+DROP POLICY tap_not_ga ON plantsync.genealogy_link;
 
 SELECT * FROM finish();
 ROLLBACK;
