@@ -39,9 +39,11 @@ SQL_FRAGMENTS = \
 	src/reconciliation/89_reconciliation.sql \
 	src/core/90_guards.sql \
 	src/audit/91_audit.sql \
-	src/security/92_site_isolation.sql
+	src/security/92_site_isolation.sql \
+	src/observability/93_observability.sql
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = src/observability/plantsync_postgres_exporter.yaml
 EXTRA_CLEAN = $(DATA_built)
 
 REGRESS = install state_machine ownership ledger model_bad_input outbox contracts genealogy

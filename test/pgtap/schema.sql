@@ -18,7 +18,7 @@ SELECT tables_are('plantsync', ARRAY[
     'reconciliation_tolerance', 'reconciliation_run', 'discrepancy', 'inbox', 'audit_log', 'site_role'],
     'plantsync has exactly the documented tables');
 SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter', 'worker_status',
-                                    'reconciliation_kpi', 'discrepancy_kpi'], 'plantsync has exactly the documented views');
+                                    'reconciliation_kpi', 'discrepancy_kpi', 'message_path', 'endpoint_health', 'integration_kpi'], 'plantsync has exactly the documented views');
 
 -- Every table has a primary key.
 SELECT has_pk('plantsync', c.relname::name, format('%s has a primary key', c.relname))
