@@ -37,6 +37,7 @@ SQL_FRAGMENTS = \
 	src/delivery/87_delivery.sql \
 	src/genealogy/88_genealogy.sql \
 	src/reconciliation/89_reconciliation.sql \
+	src/observability/89_sla.sql \
 	src/core/90_guards.sql \
 	src/audit/91_audit.sql \
 	src/security/92_site_isolation.sql \

@@ -526,7 +526,8 @@ BEGIN
                 ('plantsync-partitions-' || current_database(), '15 0 * * *',
                  format('SELECT plantsync.maintain_partitions(%s)', partitions_ahead)),
                 ('plantsync-purge-' || current_database(), '45 0 * * *',
-                 format('SELECT plantsync.purge(%L::interval)', purge_after))) AS v(n, s, c) LOOP
+                 format('SELECT plantsync.purge(%L::interval)', purge_after)),
+                ('plantsync-slas-' || current_database(), '* * * * *', 'SELECT * FROM plantsync.check_slas()')) AS v(n, s, c) LOOP
         -- Scheduling by name replaces the job of that name: calling again is harmless.
         EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4)' USING j.n, j.s, j.c, current_database();
         job_name := j.n;
@@ -537,7 +538,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.schedule_jobs(interval, integer) IS
-'Installs (or updates) the pg_cron jobs of this database: daily partition maintenance and purge. Idempotent: jobs are scheduled by name.';
+'Installs (or updates) the pg_cron jobs of this database: daily partition maintenance and purge, and the SLA check every minute (plants'' reconciliations: plantsync.schedule_reconciliation()). Idempotent: jobs are scheduled by name.';
 
 CREATE FUNCTION plantsync.check_selection_reason(reason text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE

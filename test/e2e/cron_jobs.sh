@@ -17,12 +17,12 @@ psql_q -c "SELECT * FROM plantsync.schedule_jobs()"
 psql_q -c "SELECT * FROM plantsync.schedule_jobs('14 days', 3)"
 jobs=$(psql -X -At -d "$cron_db" -c "SELECT count(*) FROM cron.job WHERE jobname LIKE 'plantsync-%'")
 purge=$(psql -X -At -d "$cron_db" -c "SELECT command FROM cron.job WHERE jobname = 'plantsync-purge-$cron_db'")
-check "two jobs after scheduling twice" test "$jobs" = 2
+check "three jobs after scheduling twice" test "$jobs" = 3
 check "the second call updated the purge job" test "$purge" = "SELECT plantsync.purge('14 days'::interval)"
 check "the jobs run in this database" \
     test "$(psql -X -At -d "$cron_db" -c "SELECT DISTINCT database FROM cron.job WHERE jobname LIKE 'plantsync-%'")" = "$cron_db"
 # The commands the jobs run work.
-psql_q -c "SELECT plantsync.maintain_partitions(3)" -c "SELECT * FROM plantsync.purge('14 days')"
+psql_q -c "SELECT plantsync.maintain_partitions(3)" -c "SELECT * FROM plantsync.purge('14 days')" -c "SELECT * FROM plantsync.check_slas()"
 check "the scheduled commands run" true
 # Reconciliation of a plant: one job per plant, scheduled by name.
 psql_q -c "SET plantsync.source_system = 'hub'" -c "INSERT INTO plantsync.site (site_id, name) VALUES ('C1', 'Cron plant')"
