@@ -162,3 +162,26 @@ _PG_init(void)
 	plantsync_delivery_init();
 	plantsync_override_init();
 }
+
+/*
+ * Work the guard and the outbox do with the table owner's rights must not
+ * resolve names through the caller's search_path: a look-alike function or
+ * operator planted there would run with those rights. The path is pinned
+ * for the duration, as a function's SET clause would; an error unwinds it
+ * with the (sub)transaction.
+ */
+int
+plantsync_pin_search_path(void)
+{
+	int			nest = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return nest;
+}
+
+void
+plantsync_unpin_search_path(int nest)
+{
+	AtEOXact_GUC(true, nest);
+}

@@ -46,6 +46,10 @@ typedef enum PlantsyncSystem
 
 extern const char *plantsync_system_name(int system);
 
+/* A safe search_path around work done with another role's rights (plantsync.c) */
+extern int	plantsync_pin_search_path(void);
+extern void plantsync_unpin_search_path(int nest);
+
 /* Time-ordered UUIDs (uuid_v7.c) */
 struct pg_uuid_t;
 extern void plantsync_new_uuid_v7(struct pg_uuid_t *uuid);

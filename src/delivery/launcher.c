@@ -481,6 +481,8 @@ plantsync_worker_main(Datum main_arg)
 	 * are forced); compiling them with JIT would cost more than running them.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
+	/* the worker's own statements resolve names in pg_catalog only */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
 	StartTransactionCommand();
 	has_extension = OidIsValid(get_extension_oid("plantsync", true));

@@ -275,6 +275,7 @@ plantsync_outbox(PG_FUNCTION_ARGS)
 	pg_uuid_t  *event_id;
 	Oid			save_userid;
 	int			save_sec_context;
+	int			search_path_nest;
 	int			i;
 	int			rc;
 
@@ -295,6 +296,7 @@ plantsync_outbox(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	search_path_nest = plantsync_pin_search_path();
 
 	/* load the configuration first: what it returns stays valid below */
 	(void) plantsync_config_generation();
@@ -405,6 +407,7 @@ plantsync_outbox(PG_FUNCTION_ARGS)
 
 done:
 	SPI_finish();
+	plantsync_unpin_search_path(search_path_nest);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return PointerGetDatum(NULL);
 }

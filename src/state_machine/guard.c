@@ -328,6 +328,7 @@ plantsync_guard(PG_FUNCTION_ARGS)
 	int			i;
 	Oid			save_userid;
 	int			save_sec_context;
+	int			search_path_nest;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -351,6 +352,7 @@ plantsync_guard(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	search_path_nest = plantsync_pin_search_path();
 
 	e = plantsync_lookup_entity_rel(rel);
 	if (e == NULL)
@@ -481,6 +483,7 @@ plantsync_guard(PG_FUNCTION_ARGS)
 		SPI_finish();
 	}
 
+	plantsync_unpin_search_path(search_path_nest);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	rettuple = newtuple ? newtuple : oldtuple;
