@@ -181,7 +181,7 @@ DECLARE
 BEGIN
     FOR t IN SELECT * FROM (VALUES
                 ('lot', 'lot_number'), ('serial', 'serial_number'), ('inspection_lot', 'inspection_lot_number'),
-                ('inspection_result', 'external_id'), ('usage_decision', 'inspection_lot_id'), ('nonconformance', 'nc_number'),
+                ('inspection_result', 'external_id'), ('usage_decision', 'inspection_lot_id'), ('usage_decision_signature', 'signer'), ('nonconformance', 'nc_number'),
                 ('capa_action', 'action_number'), ('ownership_override', 'id'),
                 ('endpoint', 'endpoint_id'), ('endpoint_secret', 'endpoint_id'), ('route', 'route_id'),
                 ('contract_subject', 'subject'), ('contract', 'subject'), ('state_machine', 'machine'),

@@ -139,3 +139,31 @@ COMMENT ON COLUMN plantsync.integration_kpi.order_to_execution_latency_30d IS 'M
 COMMENT ON COLUMN plantsync.integration_kpi.first_pass_yield_percent_30d IS 'Yield / (yield + scrap + rework) of the confirmations, in percent.';
 COMMENT ON COLUMN plantsync.integration_kpi.scrap_percent_30d IS 'Scrap / (yield + scrap + rework), in percent.';
 COMMENT ON COLUMN plantsync.integration_kpi.inventory_accuracy_percent IS 'Matched / compared of the latest inventory reconciliation, in percent.';
+
+CREATE VIEW plantsync.contract_usage WITH (security_invoker = true) AS
+SELECT c.subject, c.version, c.status, s.kind, c.status_changed_at, c.status_reason,
+       u.events_last_30d, u.last_event_at, u.producers,
+       (SELECT array_agg(DISTINCT r.route_id ORDER BY r.route_id) FROM plantsync.route r
+         WHERE s.kind = 'event' AND r.enabled AND c.subject LIKE r.event_type_like) AS routes,
+       (SELECT count(*) FROM plantsync.inbox i WHERE s.kind = 'inbound' AND i.message_type = c.subject
+           AND i.received_at > now() - interval '30 days') AS messages_last_30d
+  FROM plantsync.contract c
+  JOIN plantsync.contract_subject s ON s.subject = c.subject
+  LEFT JOIN LATERAL (
+        SELECT count(*) AS events_last_30d, max(e.time) AS last_event_at,
+               array_agg(DISTINCT e.source_system ORDER BY e.source_system) AS producers
+          FROM plantsync.event e
+         WHERE e.dataschema = format('urn:plantsync:contract:%s:%s', c.subject, c.version)
+           AND e.recorded_at > now() - interval '30 days') u ON true;
+COMMENT ON VIEW plantsync.contract_usage IS 'Each contract version and who still uses it: the events of the last 30 days checked against it and the systems that produced them, the routes that carry its event type, the inbound messages received under it. Before retiring a deprecated version, check that nothing uses it.';
+COMMENT ON COLUMN plantsync.contract_usage.subject IS 'Subject (event type or message type).';
+COMMENT ON COLUMN plantsync.contract_usage.version IS 'Version.';
+COMMENT ON COLUMN plantsync.contract_usage.status IS 'active, deprecated or retired.';
+COMMENT ON COLUMN plantsync.contract_usage.kind IS 'event or inbound.';
+COMMENT ON COLUMN plantsync.contract_usage.status_changed_at IS 'When the status last changed.';
+COMMENT ON COLUMN plantsync.contract_usage.status_reason IS 'Why.';
+COMMENT ON COLUMN plantsync.contract_usage.events_last_30d IS 'Events of the last 30 days whose dataschema is this version.';
+COMMENT ON COLUMN plantsync.contract_usage.last_event_at IS 'The latest of them.';
+COMMENT ON COLUMN plantsync.contract_usage.producers IS 'The systems that produced them.';
+COMMENT ON COLUMN plantsync.contract_usage.routes IS 'Enabled routes carrying the event type.';
+COMMENT ON COLUMN plantsync.contract_usage.messages_last_30d IS 'Inbound messages of the subject received in the last 30 days (checked against the active version).';

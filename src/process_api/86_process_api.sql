@@ -79,7 +79,10 @@ SELECT plantsync.register_contract('qms.usage_decision', '{
   "type": "object", "required": ["site", "lot", "decision", "decided_by"],
   "properties": {"site": {"type": "string"}, "lot": {"type": "string"}, "inspection_lot": {"type": "string"},
                  "decision": {"enum": ["accept", "reject"]}, "code": {"type": "string"},
-                 "decided_by": {"type": "string", "minLength": 1}, "comment": {"type": "string"}}}',
+                 "decided_by": {"type": "string", "minLength": 1}, "comment": {"type": "string"},
+                 "signature": {"type": "object", "required": ["signer", "meaning"],
+                               "properties": {"signer": {"type": "string", "minLength": 1},
+                                              "meaning": {"enum": ["approved", "rejected", "reviewed", "released"]}}}}}',
   'inbound', 'backward', 'QMS decides on a lot: accept (unrestricted) or reject (rejected, blocked for use).');
 
 -- The prerequisite an MES message may arrive before: the message is parked.
@@ -248,6 +251,7 @@ DECLARE
     site text := m ->> 'site';
     l plantsync.lot;
     il uuid;
+    ud uuid;
     new_disposition text := CASE m ->> 'decision' WHEN 'accept' THEN 'unrestricted' ELSE 'rejected' END;
 BEGIN
     SELECT * INTO l FROM plantsync.lot WHERE site_id = site AND lot_number = m ->> 'lot';
@@ -269,10 +273,16 @@ BEGIN
     UPDATE plantsync.inspection_lot SET status = 'results_recorded' WHERE id = il AND status IN ('created', 'released');
     UPDATE plantsync.inspection_lot SET status = 'released' WHERE id = il AND status = 'created';
     INSERT INTO plantsync.usage_decision (site_id, inspection_lot_id, decision, decision_code, decided_by, comment)
-    VALUES (site, il, m ->> 'decision', m ->> 'code', m ->> 'decided_by', m ->> 'comment');
+    VALUES (site, il, m ->> 'decision', m ->> 'code', m ->> 'decided_by', m ->> 'comment')
+    RETURNING id INTO ud;
+    IF m ? 'signature' THEN
+        INSERT INTO plantsync.usage_decision_signature (site_id, usage_decision_id, signer, meaning, record_hash)
+        VALUES (site, ud, m #>> '{signature,signer}', m #>> '{signature,meaning}', plantsync.usage_decision_hash(ud));
+    END IF;
     UPDATE plantsync.inspection_lot SET status = CASE m ->> 'decision' WHEN 'accept' THEN 'accepted' ELSE 'rejected' END WHERE id = il;
     UPDATE plantsync.lot SET disposition = new_disposition WHERE id = l.id;
-    RETURN jsonb_build_object('lot_id', l.id, 'inspection_lot_id', il, 'disposition', new_disposition);
+    RETURN jsonb_build_object('lot_id', l.id, 'inspection_lot_id', il, 'usage_decision_id', ud, 'disposition', new_disposition,
+                              'signed', m ? 'signature');
 END
 $$;
 
@@ -443,3 +453,64 @@ $$;
 COMMENT ON FUNCTION plantsync.grant_integration_role(text, name) IS
 'Lets a role call one system''s process APIs (and nothing else of them): grants USAGE on the schema and EXECUTE on that system''s functions; returns them. The functions apply messages with the extension owner''s rights, so the role needs no table privileges.';
 REVOKE EXECUTE ON FUNCTION plantsync.grant_integration_role(text, name) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.refuse_signature_change() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'a signature cannot be changed or removed' USING ERRCODE = 'PS005',
+        HINT = 'Sign a new decision instead; the signed one stays on record.';
+END
+$$;
+COMMENT ON FUNCTION plantsync.refuse_signature_change() IS 'Trigger function: signatures are never changed or removed.';
+
+-- Electronic signatures (21 CFR Part 11): a usage decision signed by a
+-- person, with the meaning of the signature, bound to the decision's content
+-- by a hash, so that a decision changed after signing no longer verifies.
+CREATE TABLE plantsync.usage_decision_signature (
+    id uuid PRIMARY KEY DEFAULT plantsync.uuid_v7(),
+    site_id text NOT NULL REFERENCES plantsync.site,
+    usage_decision_id uuid NOT NULL UNIQUE REFERENCES plantsync.usage_decision,
+    signer text NOT NULL
+        CONSTRAINT usage_decision_signature_signer_given CHECK (btrim(signer) <> ''),
+    meaning text NOT NULL
+        CONSTRAINT usage_decision_signature_meaning_check CHECK (meaning IN ('approved', 'rejected', 'reviewed', 'released')),
+    signed_by_role name NOT NULL DEFAULT session_user,
+    signed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    record_hash bytea NOT NULL
+);
+COMMENT ON TABLE plantsync.usage_decision_signature IS 'Electronic signatures of usage decisions: who signed (the person, and the role the signature came through), what the signature means, when, and a hash of the decision as signed.';
+COMMENT ON COLUMN plantsync.usage_decision_signature.id IS 'Signature id.';
+COMMENT ON COLUMN plantsync.usage_decision_signature.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.usage_decision_signature.usage_decision_id IS 'The decision signed.';
+COMMENT ON COLUMN plantsync.usage_decision_signature.signer IS 'The person who signed (as the QMS identifies them).';
+COMMENT ON COLUMN plantsync.usage_decision_signature.meaning IS 'What the signature means: approved, rejected, reviewed or released.';
+COMMENT ON COLUMN plantsync.usage_decision_signature.signed_by_role IS 'The database role the signature came through (session_user).';
+COMMENT ON COLUMN plantsync.usage_decision_signature.signed_at IS 'When.';
+COMMENT ON COLUMN plantsync.usage_decision_signature.record_hash IS 'SHA-256 of the decision''s content as signed (see plantsync.signature_valid).';
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON plantsync.usage_decision_signature FROM PUBLIC;
+CREATE TRIGGER plantsync_refuse_change BEFORE UPDATE OR DELETE ON plantsync.usage_decision_signature
+    FOR EACH ROW EXECUTE FUNCTION plantsync.refuse_signature_change();
+
+CREATE FUNCTION plantsync.usage_decision_hash(p_usage_decision_id uuid)
+RETURNS bytea
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT sha256(convert_to(concat_ws(E'\x1f', d.id::text, d.site_id, d.inspection_lot_id::text, d.decision, d.decision_code,
+                                       d.quantity_unrestricted::text, d.quantity_blocked::text, d.quantity_scrapped::text,
+                                       to_char(d.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), d.decided_by, d.comment), 'UTF8'))
+      FROM plantsync.usage_decision d WHERE d.id = p_usage_decision_id
+$$;
+COMMENT ON FUNCTION plantsync.usage_decision_hash(uuid) IS 'SHA-256 of a usage decision''s content, as a signature binds it.';
+
+CREATE FUNCTION plantsync.signature_valid(p_usage_decision_id uuid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.record_hash = plantsync.usage_decision_hash(s.usage_decision_id)
+      FROM plantsync.usage_decision_signature s WHERE s.usage_decision_id = p_usage_decision_id
+$$;
+COMMENT ON FUNCTION plantsync.signature_valid(uuid) IS 'Whether a usage decision''s signature still matches the decision (NULL when it is not signed).';

@@ -62,5 +62,14 @@ SELECT results_eq($$SELECT manual_touches_30d, integration_failure_percent_30d, 
                   $$VALUES (1::bigint, 50.00, 95.00, 5.00, true, true)$$,
                   'KPIs: one manual replay, half of the finished deliveries failed, 95 % first-pass yield, 5 % scrap, release and execution times');
 
+-- contract lifecycle: who still uses a version
+SELECT results_eq($$SELECT subject, version, status, messages_last_30d FROM plantsync.contract_usage WHERE subject = 'erp.order_release'$$,
+                  $$VALUES ('erp.order_release', 1, 'active', 1::bigint)$$, 'contract usage: the release contract and the messages received under it');
+SELECT plantsync.register_contract('production_order.released', '{"type": "object"}', 'event') AS v1 \gset
+SELECT is(plantsync.erp_release_order('ob-9', '{"site": "OB", "order": "PO-2", "material": "FG", "quantity": 1, "uom": "KG", "due_date": "2026-12-15"}') ->> 'message',
+          'applied', 'an event checked against an event contract');
+SELECT results_eq($$SELECT events_last_30d, producers, routes FROM plantsync.contract_usage WHERE subject = 'production_order.released'$$,
+                  $$VALUES (1::bigint, ARRAY['erp'], ARRAY['ob-orders'])$$, 'contract usage: its events, their producers and the routes that carry them');
+
 SELECT * FROM finish();
 ROLLBACK;

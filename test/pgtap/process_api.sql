@@ -86,8 +86,24 @@ SELECT 'PA', 'PO-11', id, 10, 'KG', 'released', '2026-12-20' FROM plantsync.mate
 RESET plantsync.source_system;
 SELECT throws_ok($$SELECT plantsync.mes_consume('mes-4', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-1", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
                  'PS006', NULL, 'a lot awaiting its usage decision cannot be consumed');
-SELECT is((SELECT plantsync.qms_usage_decision('qms-1', '{"site": "PA", "lot": "FG-1", "decision": "accept", "code": "A1", "decided_by": "qa.lead"}')) ->> 'disposition',
+SELECT is((SELECT plantsync.qms_usage_decision('qms-1', '{"site": "PA", "lot": "FG-1", "decision": "accept", "code": "A1", "decided_by": "qa.lead",
+                                                         "signature": {"signer": "Jane Doe (QA lead)", "meaning": "released"}}')) ->> 'disposition',
           'unrestricted', 'accepted: unrestricted');
+SELECT results_eq($$SELECT s.signer, s.meaning, s.signed_by_role, plantsync.signature_valid(s.usage_decision_id)
+                      FROM plantsync.usage_decision_signature s JOIN plantsync.usage_decision d ON d.id = s.usage_decision_id
+                      JOIN plantsync.inspection_lot il ON il.id = d.inspection_lot_id JOIN plantsync.lot l ON l.id = il.lot_id
+                     WHERE l.lot_number = 'FG-1'$$,
+                  $$VALUES ('Jane Doe (QA lead)', 'released', session_user, true)$$, 'the decision is signed: who, meaning, and the signature verifies');
+SELECT throws_ok($$DELETE FROM plantsync.usage_decision_signature$$, 'PS005', 'a signature cannot be changed or removed', 'a signature cannot be removed');
+SAVEPOINT before_tamper;
+SET LOCAL plantsync.source_system = 'qms';
+UPDATE plantsync.usage_decision SET comment = 'edited after signing' WHERE decided_by = 'qa.lead' AND decision = 'accept';
+RESET plantsync.source_system;
+SELECT is((SELECT plantsync.signature_valid(usage_decision_id) FROM plantsync.usage_decision_signature LIMIT 1), false,
+          'a decision changed after signing no longer verifies');
+ROLLBACK TO SAVEPOINT before_tamper;
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-x', '{"site": "PA", "lot": "FG-1", "decision": "accept", "decided_by": "qa", "signature": {"signer": "x", "meaning": "ok"}}')$$,
+                 'PS010', NULL, 'a signature with an unknown meaning breaks the contract');
 SELECT results_eq($$SELECT il.status, ud.decision, ud.decided_by FROM plantsync.usage_decision ud JOIN plantsync.inspection_lot il ON il.id = ud.inspection_lot_id
                      JOIN plantsync.lot l ON l.id = il.lot_id WHERE l.lot_number = 'FG-1'$$,
                   $$VALUES ('accepted', 'accept', 'qa.lead')$$, 'the decision is recorded on the lot''s inspection lot');
