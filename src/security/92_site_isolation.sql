@@ -88,3 +88,47 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The standard roles of a plant's hub, least privilege: what each may do is
+-- granted here, nothing else.
+CREATE FUNCTION plantsync.grant_standard_role(p_role name, p_kind text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
+        RAISE EXCEPTION 'role "%" does not exist', p_role USING ERRCODE = 'undefined_object';
+    END IF;
+    IF p_kind IN ('erp', 'mes', 'qms') THEN
+        PERFORM plantsync.grant_integration_role(p_kind, p_role);
+        RETURN format('%s: integration role of %s (its process APIs only)', p_role, p_kind);
+    END IF;
+    IF p_kind NOT IN ('administrator', 'operator', 'auditor') THEN
+        RAISE EXCEPTION 'role kind "%" is not known', p_kind USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use administrator, operator, auditor, erp, mes or qms.';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA plantsync TO %I', p_role);
+    IF p_kind = 'administrator' THEN
+        EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA plantsync TO %I', p_role);
+        EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA plantsync TO %I', p_role);
+        EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA plantsync TO %I', p_role);
+        RETURN format('%s: administrator (everything, secrets included)', p_role);
+    END IF;
+    -- reading: everything but the secrets (and, for operators, the audit trail)
+    EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA plantsync TO %I', p_role);
+    EXECUTE format('REVOKE ALL ON plantsync.endpoint_secret FROM %I', p_role);
+    IF p_kind = 'auditor' THEN
+        RETURN format('%s: auditor (reads everything but secrets, audit trail included; writes nothing)', p_role);
+    END IF;
+    EXECUTE format('REVOKE ALL ON plantsync.audit_log FROM %I', p_role);
+    -- operating: replays and discards, reconciliation and remediation, alerts
+    EXECUTE format('GRANT INSERT, UPDATE ON plantsync.delivery, plantsync.delivery_action, plantsync.erp_snapshot, plantsync.erp_inventory,
+                           plantsync.erp_order, plantsync.erp_posting, plantsync.reconciliation_run, plantsync.discrepancy,
+                           plantsync.alert TO %I', p_role);
+    RETURN format('%s: operator (reads everything but secrets and the audit trail; replays, discards, reconciles, remediates, closes alerts)', p_role);
+END
+$$;
+COMMENT ON FUNCTION plantsync.grant_standard_role(name, text) IS
+'Gives a role one of the standard kinds: administrator (everything, secrets included), operator (reads all but secrets and the audit trail; replays and discards dead letters, loads snapshots and reconciles, remediates discrepancies, closes alerts), auditor (reads everything but secrets, the audit trail included; writes nothing), or erp, mes, qms (that system''s process APIs only). Returns what it granted.';
+REVOKE EXECUTE ON FUNCTION plantsync.grant_standard_role(name, text) FROM PUBLIC;
