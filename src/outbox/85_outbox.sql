@@ -208,6 +208,29 @@ CREATE TABLE plantsync.endpoint_secret (
     PRIMARY KEY (endpoint_id, name)
 );
 REVOKE ALL ON plantsync.endpoint_secret FROM PUBLIC;
+
+-- A constraint violation reports the failing row, secret included: the
+-- checks are made here first, with errors that name everything but the value.
+CREATE FUNCTION plantsync.check_endpoint_secret() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.name IS NULL OR NEW.name NOT IN ('token', 'password', 'api_key', 'api_secret', 'signing_secret',
+                                            'signing_secret_previous', 'client_id', 'client_secret') THEN
+        RAISE EXCEPTION 'secret name "%" of endpoint "%" is not valid', NEW.name, NEW.endpoint_id
+            USING ERRCODE = 'check_violation',
+                  HINT = 'Use token, password, api_key, api_secret, signing_secret, signing_secret_previous, client_id or client_secret.';
+    END IF;
+    IF NEW.value IS NULL OR NEW.value = '' THEN
+        RAISE EXCEPTION 'secret "%" of endpoint "%" is empty', NEW.name, NEW.endpoint_id USING ERRCODE = 'not_null_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_endpoint_secret() IS 'Trigger function: checks a secret before the constraints do, so that no error message repeats its value.';
+CREATE TRIGGER plantsync_check_secret BEFORE INSERT OR UPDATE ON plantsync.endpoint_secret
+    FOR EACH ROW EXECUTE FUNCTION plantsync.check_endpoint_secret();
 COMMENT ON TABLE plantsync.endpoint_secret IS 'Credentials and signing secrets of endpoints. Readable only by the extension''s owner (the administrator); never copied into logs, errors, views or attempt records.';
 COMMENT ON COLUMN plantsync.endpoint_secret.endpoint_id IS 'Endpoint.';
 COMMENT ON COLUMN plantsync.endpoint_secret.name IS 'token, password, api_key, api_secret, client_id and client_secret (OAuth2), signing_secret (Standard Webhooks whsec_...), signing_secret_previous (kept during rotation: requests then carry both signatures).';
