@@ -36,7 +36,7 @@ COMMENT ON COLUMN plantsync.audit_log.action IS 'INSERT, UPDATE or DELETE.';
 COMMENT ON COLUMN plantsync.audit_log.old_values IS 'The row before (UPDATE, DELETE); secret values are never recorded.';
 COMMENT ON COLUMN plantsync.audit_log.new_values IS 'The row after (INSERT, UPDATE); secret values are never recorded.';
 COMMENT ON COLUMN plantsync.audit_log.changed_columns IS 'For an UPDATE, the columns whose value changed.';
-COMMENT ON COLUMN plantsync.audit_log.db_role IS 'Role whose rights the change ran with (current_user).';
+COMMENT ON COLUMN plantsync.audit_log.db_role IS 'Role that acted (SET ROLE included), outside any SECURITY DEFINER function: an integration role calling a process API, a person''s role.';
 COMMENT ON COLUMN plantsync.audit_log.session_role IS 'Role that logged in (session_user): the person or integration account.';
 COMMENT ON COLUMN plantsync.audit_log.application_name IS 'The client''s application_name.';
 COMMENT ON COLUMN plantsync.audit_log.client_address IS 'The client''s address (NULL over a local socket).';
@@ -46,6 +46,12 @@ COMMENT ON COLUMN plantsync.audit_log.transaction_id IS 'Transaction.';
 COMMENT ON COLUMN plantsync.audit_log.previous_hash IS 'hash of the record before (NULL for the first).';
 COMMENT ON COLUMN plantsync.audit_log.hash IS 'SHA-256 of previous_hash and this record''s content.';
 REVOKE ALL ON plantsync.audit_log FROM PUBLIC;
+
+CREATE FUNCTION plantsync.acting_role()
+RETURNS name
+AS 'MODULE_PATHNAME', 'plantsync_acting_role'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION plantsync.acting_role() IS 'The role that acted (after SET ROLE), outside any SECURITY DEFINER function.';
 
 -- The content a record's hash covers, in a form that does not depend on the
 -- session's settings (times in UTC, jsonb's own key order).
@@ -90,6 +96,13 @@ BEGIN
     IF TG_OP = 'UPDATE' AND o = n THEN
         RETURN NULL;
     END IF;
+    -- people (roles with plantsync.require_change_reason) say why
+    IF current_setting('plantsync.require_change_reason') = 'on'
+       AND COALESCE(current_setting('plantsync.change_reason', true), '') = '' THEN
+        RAISE EXCEPTION 'a reason is required to % % "%"', lower(TG_OP), TG_TABLE_NAME, COALESCE(n, o) ->> key_column
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SET LOCAL plantsync.change_reason = ''...'' in the transaction; it is recorded in plantsync.audit_log.';
+    END IF;
 
     -- one chain: the records are numbered and hashed one transaction at a
     -- time, in commit order (the lock is held until commit)
@@ -106,7 +119,7 @@ BEGIN
         SELECT array_agg(k ORDER BY k) INTO r.changed_columns
           FROM jsonb_object_keys(n) k WHERE n -> k IS DISTINCT FROM o -> k;
     END IF;
-    r.db_role := current_user;
+    r.db_role := plantsync.acting_role();
     r.session_role := session_user;
     r.application_name := NULLIF(current_setting('application_name', true), '');
     r.client_address := inet_client_addr();
@@ -186,7 +199,7 @@ BEGIN
                 ('endpoint', 'endpoint_id'), ('endpoint_secret', 'endpoint_id'), ('route', 'route_id'),
                 ('contract_subject', 'subject'), ('contract', 'subject'), ('state_machine', 'machine'),
                 ('state', 'state'), ('state_transition', 'machine'), ('entity', 'entity'), ('column_owner', 'entity'),
-                ('system_role', 'role_name'), ('reconciliation_tolerance', 'uom')) AS v (tbl, key_column) ORDER BY 1 LOOP
+                ('system_role', 'role_name'), ('reconciliation_tolerance', 'uom'), ('sla', 'sla_id')) AS v (tbl, key_column) ORDER BY 1 LOOP
         EXECUTE format('CREATE TRIGGER plantsync_audit AFTER INSERT OR UPDATE OR DELETE ON plantsync.%I
                             FOR EACH ROW EXECUTE FUNCTION plantsync.audit(%L)', t.tbl, t.key_column);
     END LOOP;

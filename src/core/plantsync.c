@@ -11,6 +11,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "plantsync.h"
@@ -23,6 +24,7 @@ void		_PG_init(void);
 int			plantsync_source_system = PS_SYSTEM_HUB;
 char	   *plantsync_change_reason = NULL;
 char	   *plantsync_correlation_id = NULL;
+bool		plantsync_require_change_reason = false;
 char	   *plantsync_causation_id = NULL;
 bool		plantsync_emit_wal_messages = false;
 
@@ -114,6 +116,16 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("plantsync.require_change_reason",
+							 "Requires a reason (plantsync.change_reason) for every change this session makes to audited data.",
+							 "Set it for the roles people log in with (ALTER ROLE ... SET); only a superuser can set or clear it, "
+							 "so a person cannot switch it off.",
+							 &plantsync_require_change_reason,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomStringVariable("plantsync.correlation_id",
 							   "Sets the correlation id of the events this session writes.",
 							   "Events about a production order are correlated by the order; "
@@ -184,4 +196,17 @@ void
 plantsync_unpin_search_path(int nest)
 {
 	AtEOXact_GUC(true, nest);
+}
+
+PG_FUNCTION_INFO_V1(plantsync_acting_role);
+
+/*
+ * The role that acted: the current user outside any SECURITY DEFINER
+ * function (SET ROLE counts), which the audit trigger, itself SECURITY
+ * DEFINER, cannot see as current_user.
+ */
+Datum
+plantsync_acting_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }

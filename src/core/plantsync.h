@@ -31,6 +31,7 @@
 extern int	plantsync_source_system;
 extern char *plantsync_change_reason;
 extern char *plantsync_correlation_id;
+extern bool plantsync_require_change_reason;
 extern char *plantsync_causation_id;
 extern bool plantsync_emit_wal_messages;
 extern int	plantsync_contract_max_errors;

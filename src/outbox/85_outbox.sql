@@ -558,10 +558,12 @@ BEGIN
         command := j.c;
         RETURN NEXT;
     END LOOP;
+    -- and each plant's reconciliation (a plant added later: call again)
+    RETURN QUERY SELECT r.* FROM plantsync.site s, LATERAL plantsync.schedule_reconciliation(s.site_id) r ORDER BY s.site_id;
 END
 $$;
 COMMENT ON FUNCTION plantsync.schedule_jobs(interval, integer) IS
-'Installs (or updates) the pg_cron jobs of this database: daily partition maintenance and purge, and the SLA check every minute (plants'' reconciliations: plantsync.schedule_reconciliation()). Idempotent: jobs are scheduled by name.';
+'Installs (or updates) the pg_cron jobs of this database: daily partition maintenance and purge, the SLA check every minute, and the hourly reconciliation of every plant (plantsync.schedule_reconciliation()). Idempotent: jobs are scheduled by name.';
 
 CREATE FUNCTION plantsync.check_selection_reason(reason text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE

@@ -33,6 +33,24 @@ SELECT is((SELECT changed_columns FROM plantsync.audit_log WHERE table_name = 'r
 SELECT is((SELECT count(*) FROM plantsync.audit_log WHERE table_name = 'inspection_lot' AND row_key = 'IL-1' AND action = 'INSERT'), 1::bigint,
           'creations are recorded');
 
+-- a person must say why
+CREATE ROLE tap_person;
+GRANT USAGE ON SCHEMA plantsync TO tap_person;
+GRANT SELECT, UPDATE ON plantsync.route TO tap_person;
+SET LOCAL plantsync.require_change_reason = on;
+SET LOCAL ROLE tap_person;
+SET LOCAL plantsync.source_system = 'hub';
+SELECT throws_ok($$UPDATE plantsync.route SET enabled = true WHERE route_id = 't-orders'$$, '22023', 'a reason is required to update route "t-orders"',
+                 'a person''s change without a reason is refused');
+SELECT throws_ok($$SET plantsync.require_change_reason = off$$, '42501', NULL, 'and a person cannot switch the rule off');
+SET LOCAL plantsync.change_reason = 'MOC-77: orders go to ERP again';
+UPDATE plantsync.route SET enabled = true WHERE route_id = 't-orders';
+RESET ROLE;
+RESET plantsync.change_reason;
+SET LOCAL plantsync.require_change_reason = off;
+SELECT is((SELECT reason || ' / ' || session_role::text || ' / ' || db_role::text FROM plantsync.audit_log WHERE table_name = 'route' ORDER BY id DESC LIMIT 1),
+          'MOC-77: orders go to ERP again / postgres / tap_person', 'with one, it is recorded with the person''s role');
+
 -- append-only, even for the owner
 SELECT throws_ok($$UPDATE plantsync.audit_log SET reason = 'nothing happened' WHERE id = (SELECT max(id) FROM plantsync.audit_log)$$,
                  'PS005', 'the audit trail is append-only: UPDATE refused', 'records cannot be changed');
