@@ -514,3 +514,125 @@ AS $$
       FROM plantsync.usage_decision_signature s WHERE s.usage_decision_id = p_usage_decision_id
 $$;
 COMMENT ON FUNCTION plantsync.signature_valid(uuid) IS 'Whether a usage decision''s signature still matches the decision (NULL when it is not signed).';
+
+-- Shop-floor signals: machine states, counter readings and consumption ticks
+-- arrive by the thousand. They are not business messages one at a time but
+-- batches: checked as a set, deduplicated by (equipment, signal, time), and
+-- stored in one statement.
+CREATE TABLE plantsync.machine_signal (
+    site_id text NOT NULL REFERENCES plantsync.site,
+    equipment_id uuid NOT NULL,
+    signal text NOT NULL
+        CONSTRAINT machine_signal_signal_check CHECK (signal IN ('state', 'counter', 'consumption')),
+    occurred_at timestamptz NOT NULL,
+    state text,
+    value numeric,
+    message_id text,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT machine_signal_key PRIMARY KEY (equipment_id, signal, occurred_at),
+    CONSTRAINT machine_signal_has_value CHECK ((signal = 'state') = (state IS NOT NULL) AND (signal = 'state' OR value IS NOT NULL))
+);
+COMMENT ON TABLE plantsync.machine_signal IS 'Shop-floor signals (machine states, counter readings, consumption ticks) received in batches through plantsync.mes_ingest_signals(); one row per equipment, signal and time, so a batch sent twice is stored once.';
+COMMENT ON COLUMN plantsync.machine_signal.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.machine_signal.equipment_id IS 'Equipment (machine, work center) the signal is from.';
+COMMENT ON COLUMN plantsync.machine_signal.signal IS 'state (a machine state), counter (a reading) or consumption (a quantity consumed).';
+COMMENT ON COLUMN plantsync.machine_signal.occurred_at IS 'When it happened on the shop floor.';
+COMMENT ON COLUMN plantsync.machine_signal.state IS 'For a state: the state (e.g. running, idle, down).';
+COMMENT ON COLUMN plantsync.machine_signal.value IS 'For a counter or consumption: the value.';
+COMMENT ON COLUMN plantsync.machine_signal.message_id IS 'The batch it came in.';
+COMMENT ON COLUMN plantsync.machine_signal.received_at IS 'When it arrived.';
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON plantsync.machine_signal FROM PUBLIC;
+
+-- No foreign key on the signals: a per-row check would cost more than the
+-- rest of the ingest. The batch is checked against the equipment as a set;
+-- equipment that has signals is kept from deletion here instead.
+CREATE FUNCTION plantsync.keep_signalled_equipment() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM plantsync.machine_signal s WHERE s.equipment_id = OLD.id) THEN
+        RAISE EXCEPTION 'equipment "%" has shop-floor signals and cannot be deleted', OLD.equipment_code
+            USING ERRCODE = 'foreign_key_violation', HINT = 'Mark it out of service instead; its signals are history.';
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION plantsync.keep_signalled_equipment() IS 'Trigger function: equipment with signals cannot be deleted (the signals have no foreign key, for speed).';
+REVOKE EXECUTE ON FUNCTION plantsync.keep_signalled_equipment() FROM PUBLIC;
+CREATE TRIGGER plantsync_keep_signalled BEFORE DELETE ON plantsync.equipment
+    FOR EACH ROW EXECUTE FUNCTION plantsync.keep_signalled_equipment();
+
+CREATE FUNCTION plantsync.mes_ingest_signals(message_id text, payload jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    site text := payload ->> 'site';
+    bad record;
+    received integer;
+    refused integer;
+    applied integer;
+BEGIN
+    IF message_id IS NULL OR btrim(message_id) = '' THEN
+        RAISE EXCEPTION 'a message id is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF site IS NULL OR NOT EXISTS (SELECT 1 FROM plantsync.site s WHERE s.site_id = site) THEN
+        RAISE EXCEPTION 'site "%" does not exist', site USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF jsonb_typeof(payload -> 'signals') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'signals must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- one pass: parse, resolve, check and store; a batch with a bad signal is
+    -- refused after the fact (the error undoes the insert) and the first bad
+    -- one is looked for only then
+    BEGIN
+        WITH parsed AS (
+            SELECT r.signal, r.at, r.state, r.value, e.id AS equipment_id,
+                   e.id IS NOT NULL AND r.signal IN ('state', 'counter', 'consumption') AND r.at IS NOT NULL
+                   AND r.at <= now() + interval '5 minutes'
+                   AND CASE WHEN r.signal = 'state' THEN r.state IS NOT NULL ELSE r.value IS NOT NULL END AS ok
+              FROM jsonb_to_recordset(payload -> 'signals') AS r (equipment text, signal text, at timestamptz, state text, value numeric)
+              LEFT JOIN plantsync.equipment e ON e.site_id = site AND e.equipment_code = r.equipment
+        ), ins AS (
+            INSERT INTO plantsync.machine_signal (site_id, equipment_id, signal, occurred_at, state, value, message_id)
+            SELECT site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,
+                   CASE WHEN p.signal <> 'state' THEN p.value END, mes_ingest_signals.message_id
+              FROM parsed p WHERE p.ok
+            ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING
+            RETURNING 1
+        )
+        SELECT count(*), count(*) FILTER (WHERE NOT ok), (SELECT count(*) FROM ins) INTO received, refused, applied FROM parsed;
+    EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow OR invalid_parameter_value THEN
+        RAISE EXCEPTION 'a signal has a time or value that cannot be read: %', SQLERRM
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'at is an ISO 8601 time with its offset; value a number.';
+    END;
+    IF refused > 0 THEN
+        SELECT s.ord, s.x ->> 'equipment' AS equipment, s.x ->> 'signal' AS signal, s.x ->> 'at' AS at,
+               e.id AS equipment_id, s.x ? 'state' AS has_state, s.x ? 'value' AS has_value INTO bad
+          FROM jsonb_array_elements(payload -> 'signals') WITH ORDINALITY s (x, ord)
+          LEFT JOIN plantsync.equipment e ON e.site_id = site AND e.equipment_code = s.x ->> 'equipment'
+         WHERE e.id IS NULL OR COALESCE(s.x ->> 'signal', '') NOT IN ('state', 'counter', 'consumption') OR s.x ->> 'at' IS NULL
+            OR (s.x ->> 'at')::timestamptz > now() + interval '5 minutes'
+            OR (s.x ->> 'signal' = 'state' AND s.x ->> 'state' IS NULL) OR (s.x ->> 'signal' <> 'state' AND s.x ->> 'value' IS NULL)
+         ORDER BY s.ord LIMIT 1;
+        RAISE EXCEPTION 'signal % is not valid: %', bad.ord,
+            CASE WHEN bad.equipment_id IS NULL THEN format('equipment "%s" does not exist at site "%s"', bad.equipment, site)
+                 WHEN COALESCE(bad.signal, '') NOT IN ('state', 'counter', 'consumption') THEN format('signal "%s" is not state, counter or consumption', bad.signal)
+                 WHEN bad.at IS NULL THEN 'it has no time (at)'
+                 WHEN bad.at::timestamptz > now() + interval '5 minutes' THEN format('its time %s is in the future', bad.at)
+                 WHEN bad.signal = 'state' THEN 'a state signal needs a state'
+                 ELSE format('a %s signal needs a value', bad.signal) END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Nothing of the batch was stored; fix the signal and send the batch again (signals stored before are not stored twice).';
+    END IF;
+    RETURN jsonb_build_object('message', 'applied', 'received', received, 'stored', applied, 'duplicates', received - applied);
+END
+$$;
+COMMENT ON FUNCTION plantsync.mes_ingest_signals(text, jsonb) IS
+'MES: a batch of shop-floor signals, {"site": ..., "signals": [{"equipment": code, "signal": "state" | "counter" | "consumption", "at": time, "state": ..., "value": ...}]}: checked as a whole (the first bad signal is named and nothing is stored), deduplicated by equipment, signal and time, stored in one statement. Returns how many were received, stored and duplicates.';
+REVOKE EXECUTE ON FUNCTION plantsync.mes_ingest_signals(text, jsonb) FROM PUBLIC;

@@ -131,10 +131,31 @@ SELECT is((SELECT reason FROM plantsync.state_change WHERE entity = 'production_
 SELECT throws_ok($$SELECT plantsync.erp_cancel_order('erp-9', '{"site": "PA", "order": "PO-9", "reason": "too late"}')$$,
                  'PS001', NULL, 'a completed order cannot be cancelled');
 
+-- shop-floor signals in batches
+SELECT is(plantsync.mes_ingest_signals('sig-1', '{"site": "PA", "signals": [
+    {"equipment": "WC1", "signal": "state", "at": "2026-11-01T08:00:00Z", "state": "running"},
+    {"equipment": "WC1", "signal": "counter", "at": "2026-11-01T08:00:00Z", "value": 1200},
+    {"equipment": "WC1", "signal": "consumption", "at": "2026-11-01T08:00:05Z", "value": 0.5}]}') - 'message',
+          '{"received": 3, "stored": 3, "duplicates": 0}'::jsonb, 'a batch of signals is stored');
+SELECT is(plantsync.mes_ingest_signals('sig-2', '{"site": "PA", "signals": [
+    {"equipment": "WC1", "signal": "state", "at": "2026-11-01T08:00:00Z", "state": "running"},
+    {"equipment": "WC1", "signal": "state", "at": "2026-11-01T08:10:00Z", "state": "down"}]}') - 'message',
+          '{"received": 2, "stored": 1, "duplicates": 1}'::jsonb, 'a signal sent again is stored once');
+SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-3', '{"site": "PA", "signals": [
+    {"equipment": "WC1", "signal": "state", "at": "2026-11-01T09:00:00Z", "state": "idle"},
+    {"equipment": "WC7", "signal": "state", "at": "2026-11-01T09:00:00Z", "state": "idle"}]}')$$,
+                 '22023', 'signal 2 is not valid: equipment "WC7" does not exist at site "PA"', 'a batch with an unknown machine is refused, naming the signal');
+SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "counter", "at": "2026-11-01T09:00:00Z"}]}')$$,
+                 '22023', 'signal 1 is not valid: a counter signal needs a value', 'a counter without a value is refused');
+SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-5', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "yesterday-ish", "state": "x"}]}')$$,
+                 '22023', NULL, 'an unreadable time is refused');
+SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 4::bigint, 'refused batches stored nothing');
+
 -- roles: each system calls its own functions only
 CREATE ROLE plantsync_tap_mes;
 SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_mes')$$,
-              $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)')$$,
+              $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)'),
+                       ('plantsync.mes_ingest_signals(text,jsonb)')$$,
               'the MES role gets the MES functions');
 SET LOCAL ROLE plantsync_tap_mes;
 SELECT is(plantsync.mes_consume('mes-7', '{"site": "PA", "order": "PO-11", "material": "RM", "lot": "R-1", "quantity": 2, "uom": "KG", "location": "WH"}') ->> 'message',
