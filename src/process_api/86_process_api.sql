@@ -441,6 +441,9 @@ BEGIN
         RAISE EXCEPTION 'role "%" does not exist', p_role USING ERRCODE = 'undefined_object';
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA plantsync TO %I', p_role);
+    IF p_system = 'mes' THEN
+        EXECUTE format('GRANT INSERT ON plantsync.signal_staging TO %I', p_role);
+    END IF;
     FOR fn IN SELECT p.oid::regprocedure::text FROM pg_proc p
                WHERE p.pronamespace = 'plantsync'::regnamespace AND p.proname LIKE p_system || '\_%'
                  AND pg_get_function_identity_arguments(p.oid) = 'message_id text, payload jsonb'
@@ -636,3 +639,72 @@ $$;
 COMMENT ON FUNCTION plantsync.mes_ingest_signals(text, jsonb) IS
 'MES: a batch of shop-floor signals, {"site": ..., "signals": [{"equipment": code, "signal": "state" | "counter" | "consumption", "at": time, "state": ..., "value": ...}]}: checked as a whole (the first bad signal is named and nothing is stored), deduplicated by equipment, signal and time, stored in one statement. Returns how many were received, stored and duplicates.';
 REVOKE EXECUTE ON FUNCTION plantsync.mes_ingest_signals(text, jsonb) FROM PUBLIC;
+
+-- The COPY way in: an adapter COPYs signals into the staging table and calls
+-- plantsync.mes_drain_signals() in the same transaction, which checks and
+-- moves them in one statement. Unlogged, keyed by transaction: staged rows
+-- never outlive the transaction that drains them, and no session drains
+-- another's.
+CREATE UNLOGGED TABLE plantsync.signal_staging (
+    transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    site text NOT NULL,
+    equipment text NOT NULL,
+    signal text NOT NULL,
+    at timestamptz NOT NULL,
+    state text,
+    value numeric
+);
+CREATE INDEX signal_staging_transaction_idx ON plantsync.signal_staging (transaction_id);
+COMMENT ON TABLE plantsync.signal_staging IS 'Staging for COPY of shop-floor signals: COPY plantsync.signal_staging (site, equipment, signal, at, state, value) FROM STDIN, then SELECT plantsync.mes_drain_signals(batch id) in the same transaction.';
+COMMENT ON COLUMN plantsync.signal_staging.transaction_id IS 'The transaction that staged the row (only it drains it).';
+COMMENT ON COLUMN plantsync.signal_staging.site IS 'Plant.';
+COMMENT ON COLUMN plantsync.signal_staging.equipment IS 'Equipment code.';
+COMMENT ON COLUMN plantsync.signal_staging.signal IS 'state, counter or consumption.';
+COMMENT ON COLUMN plantsync.signal_staging.at IS 'When it happened.';
+COMMENT ON COLUMN plantsync.signal_staging.state IS 'For a state: the state.';
+COMMENT ON COLUMN plantsync.signal_staging.value IS 'For a counter or consumption: the value.';
+
+CREATE FUNCTION plantsync.mes_drain_signals(message_id text, payload jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    received integer;
+    refused integer;
+    applied integer;
+    bad record;
+BEGIN
+    IF message_id IS NULL OR btrim(message_id) = '' THEN
+        RAISE EXCEPTION 'a message id is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH staged AS (
+        DELETE FROM plantsync.signal_staging s WHERE s.transaction_id = pg_current_xact_id() RETURNING s.*
+    ), parsed AS (
+        SELECT st.site, st.signal, st.at, st.state, st.value, e.id AS equipment_id,
+               e.id IS NOT NULL AND st.signal IN ('state', 'counter', 'consumption') AND st.at <= now() + interval '5 minutes'
+               AND CASE WHEN st.signal = 'state' THEN st.state IS NOT NULL ELSE st.value IS NOT NULL END AS ok
+          FROM staged st
+          LEFT JOIN plantsync.equipment e ON e.site_id = st.site AND e.equipment_code = st.equipment
+    ), ins AS (
+        INSERT INTO plantsync.machine_signal (site_id, equipment_id, signal, occurred_at, state, value, message_id)
+        SELECT p.site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,
+               CASE WHEN p.signal <> 'state' THEN p.value END, mes_drain_signals.message_id
+          FROM parsed p WHERE p.ok
+        ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*), count(*) FILTER (WHERE NOT ok), (SELECT count(*) FROM ins) INTO received, refused, applied FROM parsed;
+    IF refused > 0 THEN
+        -- the error undoes the COPY and the move: name what is wrong
+        RAISE EXCEPTION '% staged signals are not valid (unknown equipment, signal, a time in the future, or a missing state or value); nothing was stored', refused
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Check them with mes_ingest_signals(), which names the first bad one.';
+    END IF;
+    RETURN jsonb_build_object('message', 'applied', 'received', received, 'stored', applied, 'duplicates', received - applied);
+END
+$$;
+COMMENT ON FUNCTION plantsync.mes_drain_signals(text, jsonb) IS
+'MES: moves the signals this transaction COPYed into plantsync.signal_staging into plantsync.machine_signal (checked as a whole, deduplicated, one statement). Returns how many were received, stored and duplicates.';
+REVOKE EXECUTE ON FUNCTION plantsync.mes_drain_signals(text, jsonb) FROM PUBLIC;

@@ -3,7 +3,9 @@
 #   the reference, a plain COPY of the rows into an unindexed table, and
 #   plantsync.mes_ingest_signals() taking the same rows as JSON batches of
 #   10,000 (checked, deduplicated, stored with its key and foreign key),
-#   both sent from files by psql; 3 rounds alternating, medians.
+#   both sent from files by psql; and the COPY way, COPY into
+#   plantsync.signal_staging and mes_drain_signals() in one transaction;
+#   3 rounds alternating, medians.
 #   Target: ingest >= 25 % of the COPY rate.
 #
 #   bash test/bench/ingest.sh   (PLANTSYNC_BENCH_SIGNALS=200000)
@@ -39,6 +41,7 @@ SQL
 }
 copy_rates=()
 ingest_rates=()
+staged_rates=()
 for round in 1 2 3; do
     make_round "$round"
     t0=$(date +%s.%N)
@@ -46,16 +49,30 @@ for round in 1 2 3; do
     t1=$(date +%s.%N)
     psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" -f "$BENCH_WORK/round$round.sql" >/dev/null
     t2=$(date +%s.%N)
+    # the COPY way: the same rows at other times, staged and drained in one transaction
+    psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" -c "\copy (SELECT site_id, equipment, signal, at + interval '100 days', state, value FROM copy_target WHERE at >= timestamptz '2025-01-01' + make_interval(secs => $round * 10000000) AND at < timestamptz '2025-01-01' + make_interval(secs => ($round + 1) * 10000000)) TO '$BENCH_WORK/staged$round.csv' WITH (FORMAT csv)"
+    t3=$(date +%s.%N)
+    psql -X -q -v ON_ERROR_STOP=1 -d "$BENCH_DB" <<SQL >/dev/null
+BEGIN;
+\copy plantsync.signal_staging (site, equipment, signal, at, state, value) FROM '$BENCH_WORK/staged$round.csv' WITH (FORMAT csv)
+SELECT plantsync.mes_drain_signals('staged-$round');
+COMMIT;
+SQL
+    t4=$(date +%s.%N)
+    st=$(awk -v n="$SIGNALS" -v a="$t3" -v b="$t4" 'BEGIN {printf "%.0f", n / (b - a)}')
+    staged_rates+=("$st")
     c=$(awk -v n="$SIGNALS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
     i=$(awk -v n="$SIGNALS" -v a="$t1" -v b="$t2" 'BEGIN {printf "%.0f", n / (b - a)}')
     copy_rates+=("$c")
     ingest_rates+=("$i")
-    log_info "round $round: COPY $c rows/s, mes_ingest_signals $i signals/s"
+    log_info "round $round: COPY $c rows/s, mes_ingest_signals $i signals/s, COPY to staging + mes_drain_signals $st signals/s"
 done
 stored=$(psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.machine_signal")
 copy_rate=$(bench_median "${copy_rates[@]}")
 ingest_rate=$(bench_median "${ingest_rates[@]}")
+staged_rate=$(bench_median "${staged_rates[@]}")
 echo
 echo "shop-floor signal ingest, $(nproc) cores, $SIGNALS signals a round in batches of $BATCH, 3 rounds ($stored stored):"
 echo "  plain COPY into an unindexed table: median $copy_rate rows/s"
-echo "  plantsync.mes_ingest_signals(): median $ingest_rate signals/s -> $(awk -v a="$ingest_rate" -v b="$copy_rate" 'BEGIN {printf "%.0f", 100 * a / b}')% of COPY (target >= 25%)"
+echo "  plantsync.mes_ingest_signals() (JSON batches): median $ingest_rate signals/s -> $(awk -v a="$ingest_rate" -v b="$copy_rate" 'BEGIN {printf "%.0f", 100 * a / b}')% of COPY (target >= 25%)"
+echo "  COPY into plantsync.signal_staging + mes_drain_signals(), one transaction: median $staged_rate signals/s -> $(awk -v a="$staged_rate" -v b="$copy_rate" 'BEGIN {printf "%.0f", 100 * a / b}')% of COPY (target >= 25%)"

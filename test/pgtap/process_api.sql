@@ -150,12 +150,22 @@ SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4', '{"site": "PA", 
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-5', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "yesterday-ish", "state": "x"}]}')$$,
                  '22023', NULL, 'an unreadable time is refused');
 SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 4::bigint, 'refused batches stored nothing');
+-- the COPY way: staged in this transaction, drained by one call
+INSERT INTO plantsync.signal_staging (site, equipment, signal, at, state, value)
+VALUES ('PA', 'WC1', 'counter', '2026-11-01T10:00:00Z', NULL, 1300), ('PA', 'WC1', 'counter', '2026-11-01T08:00:00Z', NULL, 1200);
+SELECT is(plantsync.mes_drain_signals('sig-copy-1') - 'message', '{"received": 2, "stored": 1, "duplicates": 1}'::jsonb,
+          'staged signals are drained: stored once, the duplicate counted');
+SELECT is((SELECT count(*) FROM plantsync.signal_staging), 0::bigint, 'and the staging is empty');
+SAVEPOINT bad_copy;
+INSERT INTO plantsync.signal_staging (site, equipment, signal, at, value) VALUES ('PA', 'WC9', 'counter', '2026-11-01T11:00:00Z', 1);
+SELECT throws_ok($$SELECT plantsync.mes_drain_signals('sig-copy-2')$$, '22023', NULL, 'a staged batch with an unknown machine is refused');
+ROLLBACK TO SAVEPOINT bad_copy;
 
 -- roles: each system calls its own functions only
 CREATE ROLE plantsync_tap_mes;
 SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_mes')$$,
               $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)'),
-                       ('plantsync.mes_ingest_signals(text,jsonb)')$$,
+                       ('plantsync.mes_ingest_signals(text,jsonb)'), ('plantsync.mes_drain_signals(text,jsonb)')$$,
               'the MES role gets the MES functions');
 SET LOCAL ROLE plantsync_tap_mes;
 SELECT is(plantsync.mes_consume('mes-7', '{"site": "PA", "order": "PO-11", "material": "RM", "lot": "R-1", "quantity": 2, "uom": "KG", "location": "WH"}') ->> 'message',

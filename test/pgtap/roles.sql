@@ -25,6 +25,7 @@ SELECT k.role, c.relname,
        CASE WHEN k.kind = 'administrator' THEN true
             WHEN k.kind = 'operator' THEN c.relname IN ('delivery', 'delivery_action', 'erp_snapshot', 'erp_inventory', 'erp_order',
                                                          'erp_posting', 'reconciliation_run', 'discrepancy', 'alert')
+            WHEN k.kind = 'mes' THEN c.relname = 'signal_staging'   -- the COPY way in
             ELSE false END AS can_write
   FROM kinds k CROSS JOIN pg_class c
  WHERE c.relnamespace = 'plantsync'::regnamespace AND c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition;
