@@ -590,30 +590,20 @@ BEGIN
         RAISE EXCEPTION 'signals must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- one pass: parse, resolve, check and store; a batch with a bad signal is
-    -- refused after the fact (the error undoes the insert) and the first bad
-    -- one is looked for only then
+    -- the rows go through the same staging and drain as the COPY way; a batch
+    -- with a bad signal is refused after the fact (the error undoes it all),
+    -- and the first bad one is looked for only then
     BEGIN
-        WITH parsed AS (
-            SELECT r.signal, r.at, r.state, r.value, e.id AS equipment_id,
-                   e.id IS NOT NULL AND r.signal IN ('state', 'counter', 'consumption') AND r.at IS NOT NULL
-                   AND r.at <= now() + interval '5 minutes'
-                   AND CASE WHEN r.signal = 'state' THEN r.state IS NOT NULL ELSE r.value IS NOT NULL END AS ok
-              FROM jsonb_to_recordset(payload -> 'signals') AS r (equipment text, signal text, at timestamptz, state text, value numeric)
-              LEFT JOIN plantsync.equipment e ON e.site_id = site AND e.equipment_code = r.equipment
-        ), ins AS (
-            INSERT INTO plantsync.machine_signal (site_id, equipment_id, signal, occurred_at, state, value, message_id)
-            SELECT site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,
-                   CASE WHEN p.signal <> 'state' THEN p.value END, mes_ingest_signals.message_id
-              FROM parsed p WHERE p.ok
-            ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING
-            RETURNING 1
-        )
-        SELECT count(*), count(*) FILTER (WHERE NOT ok), (SELECT count(*) FROM ins) INTO received, refused, applied FROM parsed;
-    EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow OR invalid_parameter_value THEN
-        RAISE EXCEPTION 'a signal has a time or value that cannot be read: %', SQLERRM
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'at is an ISO 8601 time with its offset; value a number.';
+        INSERT INTO plantsync.signal_staging (site, equipment, signal, at, state, value)
+        SELECT site, r.equipment, r.signal, r.at, r.state, r.value
+          FROM jsonb_to_recordset(payload -> 'signals') AS r (equipment text, signal text, at timestamptz, state text, value numeric);
+    EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow OR not_null_violation THEN
+        RAISE EXCEPTION 'a signal cannot be read: %', SQLERRM
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Each signal needs equipment, signal and at (an ISO 8601 time with its offset); value is a number.';
     END;
+    SELECT d.received, d.refused, d.applied INTO received, refused, applied
+      FROM plantsync.drain_staged_signals(mes_ingest_signals.message_id) d;
     IF refused > 0 THEN
         SELECT s.ord, s.x ->> 'equipment' AS equipment, s.x ->> 'signal' AS signal, s.x ->> 'at' AS at,
                e.id AS equipment_id, s.x ? 'state' AS has_state, s.x ? 'value' AS has_value INTO bad
@@ -664,21 +654,11 @@ COMMENT ON COLUMN plantsync.signal_staging.at IS 'When it happened.';
 COMMENT ON COLUMN plantsync.signal_staging.state IS 'For a state: the state.';
 COMMENT ON COLUMN plantsync.signal_staging.value IS 'For a counter or consumption: the value.';
 
-CREATE FUNCTION plantsync.mes_drain_signals(message_id text, payload jsonb DEFAULT '{}')
-RETURNS jsonb
-LANGUAGE plpgsql
-SECURITY DEFINER
+CREATE FUNCTION plantsync.drain_staged_signals(p_message_id text)
+RETURNS TABLE (received integer, refused integer, applied integer)
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    received integer;
-    refused integer;
-    applied integer;
-    bad record;
-BEGIN
-    IF message_id IS NULL OR btrim(message_id) = '' THEN
-        RAISE EXCEPTION 'a message id is required' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     WITH staged AS (
         DELETE FROM plantsync.signal_staging s WHERE s.transaction_id = pg_current_xact_id() RETURNING s.*
     ), parsed AS (
@@ -690,19 +670,36 @@ BEGIN
     ), ins AS (
         INSERT INTO plantsync.machine_signal (site_id, equipment_id, signal, occurred_at, state, value, message_id)
         SELECT p.site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,
-               CASE WHEN p.signal <> 'state' THEN p.value END, mes_drain_signals.message_id
+               CASE WHEN p.signal <> 'state' THEN p.value END, p_message_id
           FROM parsed p WHERE p.ok
         ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING
         RETURNING 1
     )
-    SELECT count(*), count(*) FILTER (WHERE NOT ok), (SELECT count(*) FROM ins) INTO received, refused, applied FROM parsed;
-    IF refused > 0 THEN
-        -- the error undoes the COPY and the move: name what is wrong
-        RAISE EXCEPTION '% staged signals are not valid (unknown equipment, signal, a time in the future, or a missing state or value); nothing was stored', refused
+    SELECT count(*)::integer, (count(*) FILTER (WHERE NOT ok))::integer, (SELECT count(*) FROM ins)::integer FROM parsed
+$$;
+COMMENT ON FUNCTION plantsync.drain_staged_signals(text) IS 'Used by the signal ingest: moves this transaction''s staged signals that are valid into plantsync.machine_signal, once each; returns how many were staged, invalid and stored.';
+REVOKE EXECUTE ON FUNCTION plantsync.drain_staged_signals(text) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.mes_drain_signals(message_id text, payload jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    IF message_id IS NULL OR btrim(message_id) = '' THEN
+        RAISE EXCEPTION 'a message id is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO d FROM plantsync.drain_staged_signals(mes_drain_signals.message_id);
+    IF d.refused > 0 THEN
+        -- the error undoes the COPY and the move
+        RAISE EXCEPTION '% staged signals are not valid (unknown equipment, signal, a time in the future, or a missing state or value); nothing was stored', d.refused
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Check them with mes_ingest_signals(), which names the first bad one.';
     END IF;
-    RETURN jsonb_build_object('message', 'applied', 'received', received, 'stored', applied, 'duplicates', received - applied);
+    RETURN jsonb_build_object('message', 'applied', 'received', d.received, 'stored', d.applied, 'duplicates', d.received - d.applied);
 END
 $$;
 COMMENT ON FUNCTION plantsync.mes_drain_signals(text, jsonb) IS
