@@ -38,6 +38,7 @@ SQL_FRAGMENTS = \
 	src/genealogy/88_genealogy.sql \
 	src/reconciliation/89_reconciliation.sql \
 	src/observability/89_sla.sql \
+	src/dialects/89_dialects.sql \
 	src/core/90_guards.sql \
 	src/audit/91_audit.sql \
 	src/security/92_site_isolation.sql \
@@ -47,7 +48,7 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA = src/observability/plantsync_postgres_exporter.yaml
 EXTRA_CLEAN = $(DATA_built)
 
-REGRESS = install state_machine ownership ledger model_bad_input outbox contracts genealogy
+REGRESS = install state_machine ownership ledger model_bad_input outbox contracts genealogy dialects
 REGRESS_OPTS = --load-extension=plantsync
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/contracts -DPLANTSYNC_VERSION=\"$(EXTVERSION)\" $(shell pkg-config --cflags libcurl) -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers

@@ -1,0 +1,63 @@
+-- Dialects as ERPs receive them: ERPNext Stock Entries for each kind of
+-- movement (golden output below), codes mapped per site, holds as moves to
+-- the quarantine warehouse, and the answers of ERPNext and SAP parsed alike.
+\set SHOW_CONTEXT never
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.site (site_id, name) VALUES ('DX', 'Dialect plant');
+INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('DX', 'RM01', 'Raw'), ('DX', 'FG01', 'Finished');
+INSERT INTO plantsync.dialect_mapping VALUES
+    ('DX', 'erpnext', 'company', '*', 'ACME Syrups'),
+    ('DX', 'erpnext', 'quarantine_warehouse', '*', 'Quarantine - ACME'),
+    ('DX', 'erpnext', 'warehouse', 'RM01', 'Stores - ACME'),
+    ('DX', 'erpnext', 'warehouse', 'FG01', 'Finished Goods - ACME'),
+    ('DX', 'erpnext', 'item', 'SUGAR', 'RM-SUGAR-25KG'),
+    ('DX', 'erpnext', 'uom', 'KG', 'Kg');
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.material (site_id, material_number, description, material_type, base_uom)
+VALUES ('DX', 'SUGAR', 'Sugar', 'raw', 'KG'), ('DX', 'SYRUP', 'Syrup', 'finished', 'KG');
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'DX', 'WO-0001', id, 100, 'KG', 'released', '2027-01-01' FROM plantsync.material WHERE material_number = 'SYRUP';
+SET plantsync.source_system = 'mes';
+INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition)
+SELECT 'DX', id, n, 'unrestricted' FROM plantsync.material, (VALUES ('SUGAR', 'S-1'), ('SYRUP', 'Y-1')) v (mat, n) WHERE material_number = v.mat;
+CREATE FUNCTION regress.dx(p_type text, p_mat text, p_lot text, p_qty numeric, p_from text, p_to text, p_ext text, p_from_st text DEFAULT NULL, p_to_st text DEFAULT NULL)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, to_location_id,
+                                             from_stock_type, to_stock_type, order_id, source_system, external_id, posted_at)
+    SELECT 'DX', p_type, m.id, l.id, p_qty, 'KG', f.id, t.id, p_from_st, p_to_st,
+           CASE WHEN p_type IN ('consumption', 'production_receipt') THEN (SELECT id FROM plantsync.production_order WHERE order_number = 'WO-0001') END,
+           'mes', p_ext, '2026-11-20 08:00+00'::timestamptz + (SELECT count(*) FROM plantsync.material_movement WHERE site_id = 'DX') * interval '1 hour'
+      FROM plantsync.material m JOIN plantsync.lot l ON l.material_id = m.id
+      LEFT JOIN plantsync.storage_location f ON f.site_id = 'DX' AND f.location_code = p_from
+      LEFT JOIN plantsync.storage_location t ON t.site_id = 'DX' AND t.location_code = p_to
+     WHERE m.site_id = 'DX' AND m.material_number = p_mat AND l.lot_number = p_lot $$;
+SELECT regress.dx('goods_receipt', 'SUGAR', 'S-1', 500, NULL, 'RM01', 'DX-1'),
+       regress.dx('consumption', 'SUGAR', 'S-1', 60, 'RM01', NULL, 'DX-2'),
+       regress.dx('production_receipt', 'SYRUP', 'Y-1', 100, NULL, 'FG01', 'DX-3'),
+       regress.dx('transfer', 'SUGAR', 'S-1', 40, 'RM01', 'FG01', 'DX-4'),
+       regress.dx('status_change', 'SYRUP', 'Y-1', 100, 'FG01', 'FG01', 'DX-5', 'unrestricted', 'blocked'),
+       regress.dx('status_change', 'SYRUP', 'Y-1', 100, 'FG01', 'FG01', 'DX-6', 'blocked', 'unrestricted');
+
+-- The Stock Entries (remarks carry the event id, left out here).
+SELECT e.data ->> 'external_id' AS movement, jsonb_pretty(plantsync.erpnext_stock_entry(e) - 'remarks') AS stock_entry
+  FROM plantsync.event e WHERE e.entity = 'material_movement' AND e.site_id = 'DX' ORDER BY e.data ->> 'external_id';
+SELECT plantsync.erpnext_stock_entry(e) ->> 'remarks' LIKE 'plantsync DX-1 %' AS remarks_name_the_movement
+  FROM plantsync.event e WHERE e.entity = 'material_movement' AND e.data ->> 'external_id' = 'DX-1';
+
+-- Refusals.
+SELECT plantsync.erpnext_stock_entry(e) FROM plantsync.event e WHERE e.entity = 'production_order' AND e.site_id = 'DX' LIMIT 1;
+\echo :SQLSTATE
+DELETE FROM plantsync.dialect_mapping WHERE kind = 'quarantine_warehouse';
+SELECT plantsync.erpnext_stock_entry(e) FROM plantsync.event e WHERE e.data ->> 'external_id' = 'DX-5';
+\echo :SQLSTATE
+
+-- Answers, ERPNext and SAP alike.
+SELECT b AS answer, r.document, r.error
+  FROM (VALUES ('{"data": {"name": "MAT-STE-2026-00042", "docstatus": 1}}'),
+               ('{"message": {"name": "MAT-STE-2026-00043"}}'),
+               ('{"exc_type": "ValidationError", "exception": "frappe.exceptions.ValidationError: Batch S-9 not found"}'),
+               ('{"d": {"MaterialDocument": "4900001234", "MaterialDocumentYear": "2026"}}'),
+               ('{"d": {"ConfirmationGroup": "100017", "OrderID": "1000042"}}'),
+               ('{"error": {"code": "M7/021", "message": {"lang": "en", "value": "Deficit of BA Unrestricted-use 5 KG"}}}'),
+               ('<html>502 Bad Gateway</html>')) v (b),
+       LATERAL plantsync.parse_erp_response(b) r;

@@ -1,0 +1,134 @@
+-- Dialects: what an ERP actually receives. Route transforms (functions of a
+-- plantsync.event returning the request body) for ERPNext, the plant's codes
+-- mapped to the ERP's names per site, and a parser that finds the document
+-- number or the error text in ERPNext and SAP answers alike.
+
+CREATE TABLE plantsync.dialect_mapping (
+    site_id text NOT NULL REFERENCES plantsync.site ON DELETE CASCADE,
+    dialect text NOT NULL
+        CONSTRAINT dialect_mapping_dialect_check CHECK (dialect IN ('erpnext', 'sap')),
+    kind text NOT NULL
+        CONSTRAINT dialect_mapping_kind_check CHECK (kind IN ('company', 'plant', 'warehouse', 'quarantine_warehouse', 'item', 'uom')),
+    plant_value text NOT NULL,
+    erp_value text NOT NULL,
+    PRIMARY KEY (site_id, dialect, kind, plant_value)
+);
+COMMENT ON TABLE plantsync.dialect_mapping IS 'How a plant''s codes are named in an ERP, per site and dialect: company, plant, warehouse (storage location), quarantine_warehouse (plant_value ''*''; where ERPNext keeps held stock), item (material number), uom. A code without a row is sent as it is.';
+COMMENT ON COLUMN plantsync.dialect_mapping.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.dialect_mapping.dialect IS 'erpnext or sap.';
+COMMENT ON COLUMN plantsync.dialect_mapping.kind IS 'What is mapped.';
+COMMENT ON COLUMN plantsync.dialect_mapping.plant_value IS 'The plant''s code (location code, material number, unit), or * for a site-wide value.';
+COMMENT ON COLUMN plantsync.dialect_mapping.erp_value IS 'The ERP''s name for it.';
+
+CREATE FUNCTION plantsync.dialect_name(p_site text, p_dialect text, p_kind text, p_value text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE((SELECT m.erp_value FROM plantsync.dialect_mapping m
+                      WHERE m.site_id = p_site AND m.dialect = p_dialect AND m.kind = p_kind AND m.plant_value = p_value), p_value)
+$$;
+COMMENT ON FUNCTION plantsync.dialect_name(text, text, text, text) IS 'The ERP''s name for a plant code (from plantsync.dialect_mapping), or the code itself.';
+
+-- ERPNext Stock Entry for a movement of the ledger. ERPNext has no hold
+-- status: a hold is a move to the quarantine warehouse, a release the move
+-- back.
+CREATE FUNCTION plantsync.erpnext_stock_entry(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := ev.data;
+    site text := ev.site_id;
+    item text;
+    uom text;
+    lot text;
+    src text;
+    dst text;
+    quarantine text := plantsync.dialect_name(site, 'erpnext', 'quarantine_warehouse', '*');
+    purpose text;
+    kind text := d ->> 'movement_type';
+BEGIN
+    IF ev.entity <> 'material_movement' THEN
+        RAISE EXCEPTION 'erpnext_stock_entry takes material_movement events, not % events', ev.entity
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route an event type pattern of material_movement.*.';
+    END IF;
+    SELECT plantsync.dialect_name(site, 'erpnext', 'item', m.material_number) INTO item FROM plantsync.material m WHERE m.id = (d ->> 'material_id')::uuid;
+    uom := plantsync.dialect_name(site, 'erpnext', 'uom', d ->> 'uom');
+    SELECT l.lot_number INTO lot FROM plantsync.lot l WHERE l.id = (d ->> 'lot_id')::uuid;
+    SELECT plantsync.dialect_name(site, 'erpnext', 'warehouse', s.location_code) INTO src FROM plantsync.storage_location s WHERE s.id = (d ->> 'from_location_id')::uuid;
+    SELECT plantsync.dialect_name(site, 'erpnext', 'warehouse', s.location_code) INTO dst FROM plantsync.storage_location s WHERE s.id = (d ->> 'to_location_id')::uuid;
+    purpose := CASE kind
+        WHEN 'goods_receipt' THEN 'Material Receipt'
+        WHEN 'consumption' THEN 'Material Consumption for Manufacture'
+        WHEN 'production_receipt' THEN 'Manufacture'
+        WHEN 'transfer' THEN 'Material Transfer'
+        WHEN 'scrap' THEN 'Material Issue'
+        WHEN 'shipment' THEN 'Material Issue'
+        WHEN 'status_change' THEN 'Material Transfer'
+        WHEN 'reversal' THEN CASE WHEN src IS NULL THEN 'Material Receipt' WHEN dst IS NULL THEN 'Material Issue' ELSE 'Material Transfer' END
+        END;
+    -- a hold moves the stock to the quarantine warehouse, a release back
+    IF kind = 'status_change' THEN
+        IF quarantine IS NULL OR quarantine = '*' THEN
+            RAISE EXCEPTION 'site "%" has no ERPNext quarantine warehouse', site USING ERRCODE = 'undefined_object',
+                HINT = 'Add it: INSERT INTO plantsync.dialect_mapping VALUES (site, ''erpnext'', ''quarantine_warehouse'', ''*'', ''Quarantine - ACME'').';
+        END IF;
+        IF d ->> 'to_stock_type' = 'unrestricted' THEN
+            src := quarantine;
+        ELSE
+            dst := quarantine;
+        END IF;
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'doctype', 'Stock Entry',
+        'stock_entry_type', purpose,
+        'purpose', purpose,
+        'company', plantsync.dialect_name(site, 'erpnext', 'company', '*'),
+        'posting_date', to_char((d ->> 'posted_at')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+        'posting_time', to_char((d ->> 'posted_at')::timestamptz AT TIME ZONE 'UTC', 'HH24:MI:SS'),
+        'set_posting_time', 1,
+        'work_order', ev.order_number,
+        'remarks', format('plantsync %s %s', d ->> 'external_id', ev.id),
+        'docstatus', 1,
+        'items', jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+            'item_code', item, 'qty', (d ->> 'quantity')::numeric, 'uom', uom, 'batch_no', lot,
+            's_warehouse', src, 't_warehouse', dst,
+            'is_finished_item', CASE WHEN kind = 'production_receipt' THEN 1 END)))));
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_stock_entry(plantsync.event) IS
+'Route transform: an ERPNext Stock Entry (POST /api/resource/Stock Entry) for a material_movement event: Material Receipt, Material Consumption for Manufacture (with the work order), Manufacture (the finished row), Material Transfer, Material Issue (scrap, shipment); a hold or release is a transfer to or from the site''s quarantine warehouse. Codes are mapped through plantsync.dialect_mapping; the remarks carry the movement''s external id and the event id.';
+
+-- The document number or the error text of an ERP answer, whatever the ERP:
+-- ERPNext {"data": {"name": ...}} or {"message": ...} or {"exc_type": ..., "_server_messages": ...};
+-- SAP OData V2 {"d": {...}} or {"error": {"message": {"value": ...}}}.
+CREATE FUNCTION plantsync.parse_erp_response(p_body text)
+RETURNS TABLE (document text, error text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    BEGIN
+        j := p_body::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        document := NULL;
+        error := left(p_body, 500);
+        RETURN NEXT;
+        RETURN;
+    END;
+    document := COALESCE(j #>> '{data,name}',
+                         CASE WHEN jsonb_typeof(j -> 'message') = 'object' THEN j #>> '{message,name}'
+                              WHEN jsonb_typeof(j -> 'message') = 'string' AND NOT j ? 'exc_type' THEN j ->> 'message' END,
+                         j #>> '{d,MaterialDocument}', j #>> '{d,ConfirmationGroup}', j #>> '{d,InspectionLot}',
+                         j #>> '{d,ManufacturingOrder}');
+    error := COALESCE(j #>> '{error,message,value}', j #>> '{error,message}',
+                      CASE WHEN j ? 'exc_type' THEN COALESCE(j ->> 'exception', j ->> 'exc_type') END);
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION plantsync.parse_erp_response(text) IS
+'The document number or the error text in an ERP answer: ERPNext {"data": {"name": ...}}, {"message": ...} or an exception body; SAP OData V2 {"d": {...}} (MaterialDocument, ConfirmationGroup, InspectionLot, ManufacturingOrder) or {"error": {"message": {"value": ...}}}. Use it in a response handler.';
