@@ -44,8 +44,42 @@ SELECT e.data ->> 'external_id' AS movement, jsonb_pretty(plantsync.erpnext_stoc
 SELECT plantsync.erpnext_stock_entry(e) ->> 'remarks' LIKE 'plantsync DX-1 %' AS remarks_name_the_movement
   FROM plantsync.event e WHERE e.entity = 'material_movement' AND e.data ->> 'external_id' = 'DX-1';
 
+-- The order's life as ERPNext Work Order statuses.
+SET plantsync.source_system = 'mes';
+UPDATE plantsync.production_order SET status = 'in_progress' WHERE order_number = 'WO-0001';
+UPDATE plantsync.production_order SET status = 'completed' WHERE order_number = 'WO-0001';
+SELECT e.type, plantsync.erpnext_work_order(e) ->> 'status' AS erpnext_status, plantsync.erpnext_work_order(e) - 'status' AS body
+  FROM plantsync.event e WHERE e.entity = 'production_order' AND e.site_id = 'DX' ORDER BY e.aggregate_seq;
+
+-- The final inspection of Y-1 and its usage decision, as an ERPNext Quality Inspection.
+SET plantsync.source_system = 'qms';
+INSERT INTO plantsync.inspection_plan (site_id, plan_code, material_id, inspection_type)
+SELECT 'DX', 'QP-SYRUP', id, 'final' FROM plantsync.material WHERE material_number = 'SYRUP';
+INSERT INTO plantsync.inspection_characteristic (site_id, plan_id, characteristic_number, name, kind, target_value, lower_limit, upper_limit, uom)
+SELECT 'DX', p.id, c.n, c.name, 'quantitative', c.t, c.lo, c.hi, 'KG' FROM plantsync.inspection_plan p,
+       (VALUES ('10', 'Brix', 65, 63, 67), ('20', 'Viscosity', 120, 100, 140)) c (n, name, t, lo, hi) WHERE p.plan_code = 'QP-SYRUP';
+INSERT INTO plantsync.inspection_lot (site_id, inspection_lot_number, lot_id, plan_id, production_order_id, inspection_type, quantity, uom)
+SELECT 'DX', 'IL-Y-1', l.id, p.id, l.production_order_id, 'final', 5, 'KG'
+  FROM plantsync.lot l, plantsync.inspection_plan p WHERE l.lot_number = 'Y-1' AND p.plan_code = 'QP-SYRUP';
+UPDATE plantsync.inspection_lot SET status = 'released' WHERE inspection_lot_number = 'IL-Y-1';
+INSERT INTO plantsync.inspection_result (site_id, inspection_lot_id, characteristic_id, measured_value, uom, is_conforming, recorded_by, source_system, external_id)
+SELECT 'DX', il.id, c.id, v.val, 'KG', v.ok, 'lab', 'qms', 'R-' || c.characteristic_number
+  FROM plantsync.inspection_lot il, plantsync.inspection_characteristic c
+  JOIN (VALUES ('10', 65.4, true), ('20', 131, true)) v (n, val, ok) ON v.n = c.characteristic_number
+ WHERE il.inspection_lot_number = 'IL-Y-1';
+UPDATE plantsync.inspection_lot SET status = 'results_recorded' WHERE inspection_lot_number = 'IL-Y-1';
+INSERT INTO plantsync.usage_decision (site_id, inspection_lot_id, decision, decision_code, decided_by, comment)
+SELECT 'DX', id, 'accept', 'A1', 'QA: J. Doe', 'within limits' FROM plantsync.inspection_lot WHERE inspection_lot_number = 'IL-Y-1';
+SELECT jsonb_pretty(plantsync.erpnext_quality_inspection(e)) AS quality_inspection
+  FROM plantsync.event e WHERE e.entity = 'usage_decision' AND e.site_id = 'DX';
+RESET plantsync.source_system;
+
 -- Refusals.
 SELECT plantsync.erpnext_stock_entry(e) FROM plantsync.event e WHERE e.entity = 'production_order' AND e.site_id = 'DX' LIMIT 1;
+\echo :SQLSTATE
+SELECT plantsync.erpnext_work_order(e) FROM plantsync.event e WHERE e.entity = 'material_movement' AND e.site_id = 'DX' LIMIT 1;
+\echo :SQLSTATE
+SELECT plantsync.erpnext_quality_inspection(e) FROM plantsync.event e WHERE e.entity = 'lot' AND e.site_id = 'DX' LIMIT 1;
 \echo :SQLSTATE
 DELETE FROM plantsync.dialect_mapping WHERE kind = 'quarantine_warehouse';
 SELECT plantsync.erpnext_stock_entry(e) FROM plantsync.event e WHERE e.data ->> 'external_id' = 'DX-5';

@@ -132,3 +132,76 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.parse_erp_response(text) IS
 'The document number or the error text in an ERP answer: ERPNext {"data": {"name": ...}}, {"message": ...} or an exception body; SAP OData V2 {"d": {...}} (MaterialDocument, ConfirmationGroup, InspectionLot, ManufacturingOrder) or {"error": {"message": {"value": ...}}}. Use it in a response handler.';
+
+-- ERPNext Work Order status for a production_order event (the plant's state
+-- in ERPNext's words).
+CREATE FUNCTION plantsync.erpnext_work_order(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := ev.data;
+BEGIN
+    IF ev.entity <> 'production_order' THEN
+        RAISE EXCEPTION 'erpnext_work_order takes production_order events, not % events', ev.entity
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route an event type pattern of production_order.*.';
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'doctype', 'Work Order',
+        'name', COALESCE(d ->> 'erp_ref', d ->> 'order_number'),
+        'status', CASE d ->> 'status'
+                      WHEN 'draft' THEN 'Draft' WHEN 'released' THEN 'Not Started' WHEN 'in_progress' THEN 'In Process'
+                      WHEN 'held' THEN 'Stopped' WHEN 'completed' THEN 'Completed' WHEN 'closed' THEN 'Closed'
+                      WHEN 'cancelled' THEN 'Cancelled' WHEN 'aborted' THEN 'Stopped' END,
+        'production_item', (SELECT plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number)
+                              FROM plantsync.material m WHERE m.id = (d ->> 'material_id')::uuid),
+        'qty', (d ->> 'quantity')::numeric,
+        'company', plantsync.dialect_name(ev.site_id, 'erpnext', 'company', '*')));
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_work_order(plantsync.event) IS
+'Route transform: the ERPNext Work Order status for a production_order event (Draft, Not Started, In Process, Stopped, Completed, Closed, Cancelled), named by the order''s erp_ref (or its number).';
+
+-- ERPNext Quality Inspection for a usage decision: the decision on the lot,
+-- Accepted or Rejected, with the inspection lot's readings as recorded.
+CREATE FUNCTION plantsync.erpnext_quality_inspection(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := ev.data;
+    il record;
+BEGIN
+    IF ev.entity <> 'usage_decision' THEN
+        RAISE EXCEPTION 'erpnext_quality_inspection takes usage_decision events, not % events', ev.entity
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route an event type pattern of usage_decision.*.';
+    END IF;
+    SELECT i.inspection_lot_number, i.inspection_type, i.quantity, l.lot_number, m.material_number, o.order_number, o.erp_ref
+      INTO il
+      FROM plantsync.inspection_lot i JOIN plantsync.lot l ON l.id = i.lot_id JOIN plantsync.material m ON m.id = l.material_id
+      LEFT JOIN plantsync.production_order o ON o.id = i.production_order_id
+     WHERE i.id = (d ->> 'inspection_lot_id')::uuid;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'doctype', 'Quality Inspection',
+        'inspection_type', CASE il.inspection_type WHEN 'incoming' THEN 'Incoming' WHEN 'in_process' THEN 'In Process' ELSE 'Outgoing' END,
+        'reference_type', CASE WHEN il.order_number IS NOT NULL THEN 'Work Order' END,
+        'reference_name', COALESCE(il.erp_ref, il.order_number),
+        'item_code', plantsync.dialect_name(ev.site_id, 'erpnext', 'item', il.material_number),
+        'batch_no', il.lot_number,
+        'sample_size', il.quantity,
+        'inspected_by', d ->> 'decided_by',
+        'status', CASE d ->> 'decision' WHEN 'accept' THEN 'Accepted' WHEN 'reject' THEN 'Rejected' ELSE 'Accepted' END,
+        'remarks', concat_ws(' ', il.inspection_lot_number, d ->> 'decision_code', d ->> 'comment'),
+        'readings', COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                                  'specification', c.name, 'reading_1', COALESCE(r.measured_value::text, r.attribute_value),
+                                  'status', CASE WHEN r.is_conforming THEN 'Accepted' ELSE 'Rejected' END)) ORDER BY c.characteristic_number, r.sample_number)
+                                FROM plantsync.inspection_result r
+                                JOIN plantsync.inspection_characteristic c ON c.id = r.characteristic_id
+                               WHERE r.inspection_lot_id = (d ->> 'inspection_lot_id')::uuid), '[]'),
+        'docstatus', 1));
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_quality_inspection(plantsync.event) IS
+'Route transform: an ERPNext Quality Inspection for a usage_decision event: type, the work order, item and batch, sample size, who decided, Accepted or Rejected, and the readings of the inspection lot.';
