@@ -30,6 +30,22 @@ AS $$
 $$;
 COMMENT ON FUNCTION plantsync.dialect_name(text, text, text, text) IS 'The ERP''s name for a plant code (from plantsync.dialect_mapping), or the code itself.';
 
+-- A transform is for one entity's events; a route pointing it at others
+-- is refused with a hint, not turned into a wrong document.
+CREATE FUNCTION plantsync.require_event_entity(ev plantsync.event, p_entity text, p_transform text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF ev.entity <> p_entity THEN
+        RAISE EXCEPTION '% takes % events, not % events', p_transform, p_entity, ev.entity
+            USING ERRCODE = 'invalid_parameter_value', HINT = format('Give the route an event type pattern of %s.*.', p_entity);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.require_event_entity(plantsync.event, text, text) IS 'Used by the transforms: refuses an event of another entity than the transform is for.';
+
 -- ERPNext Stock Entry for a movement of the ledger. ERPNext has no hold
 -- status: a hold is a move to the quarantine warehouse, a release the move
 -- back.
@@ -50,10 +66,7 @@ DECLARE
     purpose text;
     kind text := d ->> 'movement_type';
 BEGIN
-    IF ev.entity <> 'material_movement' THEN
-        RAISE EXCEPTION 'erpnext_stock_entry takes material_movement events, not % events', ev.entity
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route an event type pattern of material_movement.*.';
-    END IF;
+    PERFORM plantsync.require_event_entity(ev, 'material_movement', 'erpnext_stock_entry');
     SELECT plantsync.dialect_name(site, 'erpnext', 'item', m.material_number) INTO item FROM plantsync.material m WHERE m.id = (d ->> 'material_id')::uuid;
     uom := plantsync.dialect_name(site, 'erpnext', 'uom', d ->> 'uom');
     SELECT l.lot_number INTO lot FROM plantsync.lot l WHERE l.id = (d ->> 'lot_id')::uuid;
@@ -143,10 +156,7 @@ AS $$
 DECLARE
     d jsonb := ev.data;
 BEGIN
-    IF ev.entity <> 'production_order' THEN
-        RAISE EXCEPTION 'erpnext_work_order takes production_order events, not % events', ev.entity
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route an event type pattern of production_order.*.';
-    END IF;
+    PERFORM plantsync.require_event_entity(ev, 'production_order', 'erpnext_work_order');
     RETURN jsonb_strip_nulls(jsonb_build_object(
         'doctype', 'Work Order',
         'name', COALESCE(d ->> 'erp_ref', d ->> 'order_number'),
@@ -174,10 +184,7 @@ DECLARE
     d jsonb := ev.data;
     il record;
 BEGIN
-    IF ev.entity <> 'usage_decision' THEN
-        RAISE EXCEPTION 'erpnext_quality_inspection takes usage_decision events, not % events', ev.entity
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route an event type pattern of usage_decision.*.';
-    END IF;
+    PERFORM plantsync.require_event_entity(ev, 'usage_decision', 'erpnext_quality_inspection');
     SELECT i.inspection_lot_number, i.inspection_type, i.quantity, l.lot_number, m.material_number, o.order_number, o.erp_ref
       INTO il
       FROM plantsync.inspection_lot i JOIN plantsync.lot l ON l.id = i.lot_id JOIN plantsync.material m ON m.id = l.material_id
