@@ -124,7 +124,15 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
     }
     for order, (status, attempts) in expect.items():
         got = delivery(order)
-        check(f"{order}: {status} after {attempts} attempt(s)", got[0] == status and got[1] == attempts, str(got))
+        if not check(f"{order}: {status} after {attempts} attempt(s)", got[0] == status and got[1] == attempts, str(got)):
+            # what each attempt saw, and what the mock received, to tell a timeout from a second send
+            print("# attempts: " + psql(f"""SELECT string_agg(format('%s %s %s %sms %s', a.attempt, a.outcome, a.status_code,
+                                                                       a.latency_ms, a.error), ' | ' ORDER BY a.attempted_at)
+                                           FROM plantsync.delivery_attempt a JOIN plantsync.delivery d ON d.id = a.delivery_id
+                                           JOIN plantsync.event e ON e.id = d.event_id
+                                          WHERE d.endpoint_id = 'erp' AND e.order_number = '{order}'"""), flush=True)
+            print("# mock received: " + str([(round(r["time"], 2), r["headers"].get("idempotency-key")) for r in mock("/_requests")
+                                              if r["path"] == f"/erp/{order}"]), flush=True)
     check("404: the response is kept in the attempt record",
           "Work Order not found" in psql("SELECT response_excerpt FROM plantsync.delivery_attempt WHERE status_code = 404"))
     check("301: redirects are not followed", "redirects are not followed" in delivery("O-301")[3])

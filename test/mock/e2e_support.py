@@ -26,6 +26,7 @@ class E2E:
         else:
             self.failed += 1
             print(f"not ok - {desc}" + (f": {detail}" if detail else ""), flush=True)
+        return ok
 
     def psql(self, sql, db=None, check_errors=True):
         out = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db or self.db],
