@@ -230,7 +230,6 @@ AS $$
 DECLARE
     snap uuid;
     bad record;
-    n integer;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM plantsync.site WHERE site_id = p_site_id) THEN
         RAISE EXCEPTION 'site "%" does not exist', p_site_id USING ERRCODE = 'foreign_key_violation';
@@ -305,7 +304,6 @@ BEGIN
         SELECT snap, r.reference, r.document, r.posted_at
           FROM jsonb_to_recordset(p_rows) AS r (reference text, document text, posted_at timestamptz);
     END IF;
-    GET DIAGNOSTICS n = ROW_COUNT;
     UPDATE plantsync.erp_snapshot SET row_count = jsonb_array_length(p_rows) WHERE id = snap;
     RETURN snap;
 END
