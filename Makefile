@@ -39,6 +39,8 @@ SQL_FRAGMENTS = \
 	src/reconciliation/89_reconciliation.sql \
 	src/observability/89_sla.sql \
 	src/dialects/89_dialects.sql \
+	src/dialects/89_dialects_sap.sql \
+	src/dialects/89_dialects_b2mml.sql \
 	src/core/90_guards.sql \
 	src/audit/91_audit.sql \
 	src/security/92_site_isolation.sql \

@@ -95,3 +95,112 @@ SELECT b AS answer, r.document, r.error
                ('{"error": {"code": "M7/021", "message": {"lang": "en", "value": "Deficit of BA Unrestricted-use 5 KG"}}}'),
                ('<html>502 Bad Gateway</html>')) v (b),
        LATERAL plantsync.parse_erp_response(b) r;
+
+-- ---------- inbound documents refused, naming the field ----------
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.dialect_mapping VALUES ('DX', 'sap', 'plant', '*', '1010');
+RESET plantsync.source_system;
+SELECT plantsync.from_erpnext_work_order('[1, 2]');
+\echo :SQLSTATE
+SELECT plantsync.from_erpnext_work_order('{"data": {"company": "ACME Syrups", "qty": 5}}');
+\echo :SQLSTATE
+SELECT plantsync.from_erpnext_work_order('{"name": "MFG-WO-1", "docstatus": 0, "company": "ACME Syrups"}');
+\echo :SQLSTATE
+SELECT plantsync.from_erpnext_work_order('{"name": "MFG-WO-1", "docstatus": 1, "company": "Other Corp"}');
+\echo :SQLSTATE
+SELECT plantsync.from_erpnext_work_order('{"name": "MFG-WO-1", "company": "ACME Syrups", "qty": "many"}');
+\echo :SQLSTATE
+SELECT plantsync.from_erpnext_work_order('{"name": "MFG-WO-1", "company": "ACME Syrups", "qty": 5, "stock_uom": "Kg", "expected_delivery_date": "2027-01-01"}');
+\echo :SQLSTATE
+SELECT plantsync.from_erpnext_work_order('{"name": "MFG-WO-1", "company": "ACME Syrups", "qty": 5, "production_item": "RM-SUGAR-25KG", "stock_uom": "Kg", "expected_delivery_date": "2027-01-01", "operations": [{"operation": "MIX"}]}');
+\echo :SQLSTATE
+-- a good one: codes mapped back, the site from the company
+SELECT plantsync.from_erpnext_work_order('{"name": "MFG-WO-1", "company": "ACME Syrups", "qty": 5, "production_item": "RM-SUGAR-25KG", "stock_uom": "Kg", "expected_delivery_date": "2027-01-01"}');
+SELECT plantsync.from_sap_production_order('{"d": {"ManufacturingOrder": "1000001", "OrderIsReleased": false}}');
+\echo :SQLSTATE
+SELECT plantsync.from_sap_production_order('{"ManufacturingOrder": "1000001", "ProductionPlant": "9999"}');
+\echo :SQLSTATE
+SELECT plantsync.from_sap_production_order('{"ManufacturingOrder": "1000001", "ProductionPlant": "1010", "Material": "SUGAR", "TotalQuantity": "10", "ProductionUnit": "KG", "MfgOrderPlannedEndDate": "/Date(abc)/"}');
+\echo :SQLSTATE
+SELECT plantsync.from_sap_production_order('{"ManufacturingOrder": "1000001", "ProductionPlant": "1010", "Material": "SUGAR", "TotalQuantity": "ten", "ProductionUnit": "KG", "MfgOrderPlannedEndDate": "/Date(1796342400000)/"}');
+\echo :SQLSTATE
+SELECT plantsync.from_sap_production_order('{"ManufacturingOrder": "1000001", "ProductionPlant": "1010", "Material": "SUGAR", "TotalQuantity": "10", "ProductionUnit": "KG", "MfgOrderPlannedEndDate": "/Date(1796342400000+0000)/"}');
+SELECT plantsync.odata_date('2026-12-04'::date), plantsync.odata_date('2026-12-04 23:30+00'::timestamptz), plantsync.odata_decimal(100.500);
+
+-- ---------- CloudEvents ----------
+SELECT jsonb_pretty(plantsync.cloudevent(ROW('01890a5d-ac96-774b-bcce-b302099a8057', '2026-11-20 08:00+00', 'lot.blocked', '/plantsync/sites/DX',
+           'lot/L-1', '2026-11-20 08:00:00.123456+00', '1.0', 'application/json', NULL, '{"disposition": "blocked", "erp_ref": null}',
+           '01890a5d-ac96-774b-bcce-b302099a8058', NULL, 'qms', 'DX', NULL, NULL, 'L-1', 'lot', '01890a5d-ac96-774b-bcce-b302099a8059',
+           'restricted', 'blocked', 'lot', '01890a5d-ac96-774b-bcce-b302099a8059', 7, '1')::plantsync.event));
+SELECT plantsync.event_from_cloudevent('"not an object"');
+\echo :SQLSTATE
+SELECT plantsync.event_from_cloudevent('{"specversion": "1.0", "id": "01890a5d-ac96-774b-bcce-b302099a8057", "source": "/x"}');
+\echo :SQLSTATE
+SELECT plantsync.event_from_cloudevent('{"specversion": "0.3", "id": "01890a5d-ac96-774b-bcce-b302099a8057", "source": "/x", "type": "lot.blocked"}');
+\echo :SQLSTATE
+SELECT plantsync.event_from_cloudevent('{"specversion": "1.0", "id": "A-1", "source": "/x", "type": "lot.blocked"}');
+\echo :SQLSTATE
+
+-- ---------- transforms refused on the wrong events ----------
+SELECT plantsync.erpnext_manufacture(e) FROM plantsync.event e WHERE e.type = 'production_order.released' AND e.site_id = 'DX';
+\echo :SQLSTATE
+SET plantsync.source_system = 'mes';
+INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, source_system, external_id)
+SELECT 'DX', 'shipment', l.material_id, l.id, 1, 'KG', s.id, 'mes', 'DX-SHIP' FROM plantsync.lot l, plantsync.storage_location s
+ WHERE l.lot_number = 'S-1' AND s.location_code = 'RM01' AND s.site_id = 'DX';
+RESET plantsync.source_system;
+SELECT plantsync.sap_material_document(e) FROM plantsync.event e WHERE e.data ->> 'external_id' = 'DX-SHIP';
+\echo :SQLSTATE
+
+-- ---------- B2MML documents refused with the element path and the reason ----------
+SELECT plantsync.parse_b2mml('<ProductionSchedule', 'DX');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<ProductionSchedule xmlns="urn:example"/>', 'DX');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<ProductionSchedule xmlns="http://www.mesa.org/xml/B2MML-V0600"/>', 'NOPE');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<SyncEquipment xmlns="http://www.mesa.org/xml/B2MML"><ApplicationArea/><DataArea><Sync/><Equipment><ID>E</ID></Equipment></DataArea></SyncEquipment>', 'DX');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<ProductionSchedule xmlns="http://www.mesa.org/xml/B2MML-V0600"><ProductionRequest><ID>PO-9</ID>
+  <SegmentRequirement><ID>10</ID><EquipmentRequirement><EquipmentID>MIXER-1</EquipmentID></EquipmentRequirement></SegmentRequirement>
+  </ProductionRequest></ProductionSchedule>', 'DX');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<ProductionSchedule xmlns="http://www.mesa.org/xml/B2MML-V0600"><ProductionRequest><ID>PO-9</ID><EndTime>2027-01-01T00:00:00Z</EndTime>
+  <SegmentRequirement><ID>10</ID><MaterialProducedRequirement><MaterialDefinitionID>SYRUP</MaterialDefinitionID>
+  <Quantity><QuantityString>lots</QuantityString><UnitOfMeasure>KG</UnitOfMeasure></Quantity></MaterialProducedRequirement></SegmentRequirement>
+  </ProductionRequest></ProductionSchedule>', 'DX');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<ProductionSchedule xmlns="http://www.mesa.org/xml/B2MML-V0600"><ProductionRequest><ID>PO-9</ID><EndTime>2027-01-01T00:00:00Z</EndTime>
+  <SegmentRequirement><ID>10</ID><MaterialProducedRequirement><MaterialDefinitionID>SYRUP</MaterialDefinitionID>
+  <Quantity><QuantityString>5</QuantityString><UnitOfMeasure>KG</UnitOfMeasure></Quantity></MaterialProducedRequirement></SegmentRequirement>
+  </ProductionRequest></ProductionSchedule>', 'DX');
+\echo :SQLSTATE
+SELECT plantsync.parse_b2mml('<OperationsPerformance xmlns="http://www.mesa.org/xml/B2MML"><ID>P</ID><OperationsResponse><ID>R</ID>
+  <OperationsRequestID>WO-0001</OperationsRequestID><SegmentResponse><ID>S</ID><MaterialActual><ID>A</ID>
+  <MaterialDefinitionID>SUGAR</MaterialDefinitionID><MaterialUse>Consumed</MaterialUse>
+  <Quantity><QuantityString>5</QuantityString><UnitOfMeasure>KG</UnitOfMeasure></Quantity></MaterialActual></SegmentResponse>
+  </OperationsResponse></OperationsPerformance>', 'DX');
+\echo :SQLSTATE
+-- a performance sent as the ERP, a document id reused for another document
+SELECT plantsync.erp_import_b2mml('P-1', 'DX', '<OperationsPerformance xmlns="http://www.mesa.org/xml/B2MML"><ID>P</ID></OperationsPerformance>');
+\echo :SQLSTATE
+SELECT plantsync.erp_import_b2mml('P-2', 'DX', '<OperationsPerformance xmlns="http://www.mesa.org/xml/B2MML"><ID>P</ID><OperationsResponse><ID>R</ID>
+  <OperationsRequestID>WO-0001</OperationsRequestID><SegmentResponse><ID>S</ID><MaterialActual><ID>A</ID>
+  <MaterialDefinitionID>SUGAR</MaterialDefinitionID><MaterialLotID>S-1</MaterialLotID><MaterialUse>Consumed</MaterialUse>
+  <StorageLocation><Location>RM01</Location><LocationType>Operational Location ID</LocationType></StorageLocation>
+  <Quantity><QuantityString>5</QuantityString><UnitOfMeasure>KG</UnitOfMeasure></Quantity></MaterialActual></SegmentResponse>
+  </OperationsResponse></OperationsPerformance>');
+\echo :SQLSTATE
+SELECT plantsync.erp_import_b2mml('M-1', 'DX', '<MaterialDefinition xmlns="http://www.mesa.org/xml/B2MML"><ID>SALT</ID><Description>Salt</Description>
+  <MaterialDefinitionProperty><ID>BaseUnitOfMeasure</ID><Value><ValueString>KG</ValueString></Value></MaterialDefinitionProperty></MaterialDefinition>') - 'messages';
+\set VERBOSITY terse
+SELECT plantsync.erp_import_b2mml('M-1', 'DX', '<MaterialDefinition xmlns="http://www.mesa.org/xml/B2MML"><ID>SALT</ID><Description>Sea salt</Description>
+  <MaterialDefinitionProperty><ID>BaseUnitOfMeasure</ID><Value><ValueString>KG</ValueString></Value></MaterialDefinitionProperty></MaterialDefinition>');
+\echo :SQLSTATE
+\set VERBOSITY default
+SELECT plantsync.erp_import_b2mml('M-2', 'DX', '<MaterialDefinition xmlns="http://www.mesa.org/xml/B2MML"><ID>SALT</ID><Description>Salt</Description>
+  <MaterialDefinitionProperty><ID>BaseUnitOfMeasure</ID><Value><ValueString>BUSHEL</ValueString></Value></MaterialDefinitionProperty></MaterialDefinition>');
+\echo :SQLSTATE
+-- refused documents leave nothing behind
+SELECT count(*) AS imports, count(*) FILTER (WHERE message_id = 'M-2') AS refused_kept FROM plantsync.b2mml_import;
+SELECT material_number, description, base_uom FROM plantsync.material WHERE material_number = 'SALT';

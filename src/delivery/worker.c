@@ -217,6 +217,27 @@ add_header(Endpoint *ep, const char *name, const char *value)
 	pfree(line);
 }
 
+/*
+ * The body of a real-time request. A transform that returns a JSON string
+ * (a B2MML document, say) has that text sent as it is, not JSON-quoted.
+ */
+static char *
+request_body(const char *payload)
+{
+	Jsonb	   *jb;
+	JsonbValue	v;
+	char	   *body;
+
+	if (payload[0] != '"')
+		return MemoryContextStrdup(worker_context, payload);
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(payload)));
+	if (!JsonbExtractScalar(&jb->root, &v) || v.type != jbvString)
+		return MemoryContextStrdup(worker_context, payload);
+	body = MemoryContextAllocZero(worker_context, v.val.string.len + 1);
+	memcpy(body, v.val.string.val, v.val.string.len);
+	return body;
+}
+
 /* Standard Webhooks secrets are "whsec_" + base64 of the key. */
 static void
 add_signing_key(Endpoint *ep, char *secret)
@@ -358,9 +379,12 @@ load_endpoints(void)
 		ep->enabled = true;
 		ep->seen = true;
 
-		/* headers: content type first, then configured ones, then auth */
-		ep->fixed_headers = curl_slist_append(NULL, "Content-Type: application/json");
-		ep->fixed_headers = curl_slist_append(ep->fixed_headers, "User-Agent: plantsync/" PLANTSYNC_VERSION);
+		/*
+		 * headers: content type first (JSON unless the endpoint names its own,
+		 * e.g. application/cloudevents-batch+json or application/xml), then
+		 * configured ones, then auth
+		 */
+		ep->fixed_headers = curl_slist_append(NULL, "User-Agent: plantsync/" PLANTSYNC_VERSION);
 		ep->fixed_headers = curl_slist_append(ep->fixed_headers, "Expect:");
 		{
 			Jsonb	   *hdrs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(SPI_getvalue(tup, desc, 5))));
@@ -368,16 +392,24 @@ load_endpoints(void)
 			JsonbValue	k;
 			JsonbValue	v;
 			JsonbIteratorToken tok;
+			bool		own_content_type = false;
 
 			while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 			{
+				char	   *name;
+
 				if (tok != WJB_KEY)
 					continue;
 				JsonbIteratorNext(&it, &v, true);
-				if (v.type == jbvString)
-					add_header(ep, pnstrdup(k.val.string.val, k.val.string.len),
-							   pnstrdup(v.val.string.val, v.val.string.len));
+				if (v.type != jbvString)
+					continue;
+				name = pnstrdup(k.val.string.val, k.val.string.len);
+				if (pg_strcasecmp(name, "Content-Type") == 0)
+					own_content_type = true;
+				add_header(ep, name, pnstrdup(v.val.string.val, v.val.string.len));
 			}
+			if (!own_content_type)
+				ep->fixed_headers = curl_slist_append(ep->fixed_headers, "Content-Type: application/json");
 		}
 		auth_type = SPI_getvalue(tup, desc, 6);
 		{
@@ -1143,7 +1175,7 @@ claim_and_start(void)
 			memcpy(&req->ids[0], DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
 			req->created[0] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
 			req->attempts[0] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-			req->body = MemoryContextStrdup(worker_context, SPI_getvalue(tup, desc, 7));
+			req->body = request_body(SPI_getvalue(tup, desc, 7));
 			start_request(req, build_url(ep, tup, desc), SPI_getvalue(tup, desc, 8));
 			MemoryContextSwitchTo(old);
 		}

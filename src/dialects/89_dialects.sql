@@ -8,12 +8,12 @@ CREATE TABLE plantsync.dialect_mapping (
     dialect text NOT NULL
         CONSTRAINT dialect_mapping_dialect_check CHECK (dialect IN ('erpnext', 'sap')),
     kind text NOT NULL
-        CONSTRAINT dialect_mapping_kind_check CHECK (kind IN ('company', 'plant', 'warehouse', 'quarantine_warehouse', 'item', 'uom')),
+        CONSTRAINT dialect_mapping_kind_check CHECK (kind IN ('company', 'plant', 'warehouse', 'quarantine_warehouse', 'item', 'uom', 'work_center', 'quality_procedure')),
     plant_value text NOT NULL,
     erp_value text NOT NULL,
     PRIMARY KEY (site_id, dialect, kind, plant_value)
 );
-COMMENT ON TABLE plantsync.dialect_mapping IS 'How a plant''s codes are named in an ERP, per site and dialect: company, plant, warehouse (storage location), quarantine_warehouse (plant_value ''*''; where ERPNext keeps held stock), item (material number), uom. A code without a row is sent as it is.';
+COMMENT ON TABLE plantsync.dialect_mapping IS 'How a plant''s codes are named in an ERP, per site and dialect: company, plant, warehouse (storage location), quarantine_warehouse (plant_value ''*''; where ERPNext keeps held stock), item (material number), uom, work_center (ERPNext workstation, SAP work center), quality_procedure (ERPNext Quality Procedure of nonconformances); company, plant and quality_procedure take plant_value ''*''. A code without a row is sent as it is; inbound documents are mapped back through the same rows.';
 COMMENT ON COLUMN plantsync.dialect_mapping.site_id IS 'Plant.';
 COMMENT ON COLUMN plantsync.dialect_mapping.dialect IS 'erpnext or sap.';
 COMMENT ON COLUMN plantsync.dialect_mapping.kind IS 'What is mapped.';
@@ -29,6 +29,44 @@ AS $$
                       WHERE m.site_id = p_site AND m.dialect = p_dialect AND m.kind = p_kind AND m.plant_value = p_value), p_value)
 $$;
 COMMENT ON FUNCTION plantsync.dialect_name(text, text, text, text) IS 'The ERP''s name for a plant code (from plantsync.dialect_mapping), or the code itself.';
+
+CREATE FUNCTION plantsync.dialect_code(p_site text, p_dialect text, p_kind text, p_erp_value text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE((SELECT min(m.plant_value) FROM plantsync.dialect_mapping m
+                      WHERE m.site_id = p_site AND m.dialect = p_dialect AND m.kind = p_kind AND m.erp_value = p_erp_value), p_erp_value)
+$$;
+COMMENT ON FUNCTION plantsync.dialect_code(text, text, text, text) IS 'The plant''s code for an ERP name (plantsync.dialect_mapping read backwards), or the name itself: how inbound documents are mapped.';
+
+-- The site an inbound document is for, from its company (ERPNext) or plant
+-- (SAP); a document naming no known site is refused with the value.
+CREATE FUNCTION plantsync.dialect_site(p_dialect text, p_kind text, p_erp_value text, p_field text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    sites text[];
+BEGIN
+    SELECT array_agg(DISTINCT m.site_id ORDER BY m.site_id) INTO sites FROM plantsync.dialect_mapping m
+     WHERE m.dialect = p_dialect AND m.kind = p_kind AND m.plant_value = '*' AND m.erp_value = p_erp_value;
+    IF sites IS NULL AND EXISTS (SELECT 1 FROM plantsync.site s WHERE s.site_id = p_erp_value) THEN
+        sites := ARRAY[p_erp_value];
+    END IF;
+    IF sites IS NULL THEN
+        RAISE EXCEPTION '% "%" is not mapped to a site', p_field, COALESCE(p_erp_value, 'null')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Map it: INSERT INTO plantsync.dialect_mapping VALUES (site, %L, %L, ''*'', %L).', p_dialect, p_kind, p_erp_value);
+    ELSIF cardinality(sites) > 1 THEN
+        RAISE EXCEPTION '% "%" is mapped to several sites: %', p_field, p_erp_value, array_to_string(sites, ', ')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the site explicitly.';
+    END IF;
+    RETURN sites[1];
+END
+$$;
+COMMENT ON FUNCTION plantsync.dialect_site(text, text, text, text) IS 'The site an inbound ERP document is for, from its ERPNext company or SAP plant (plantsync.dialect_mapping rows with plant_value ''*''), or a site of that id.';
 
 -- A transform is for one entity's events; a route pointing it at others
 -- is refused with a hint, not turned into a wrong document.
@@ -76,7 +114,7 @@ BEGIN
         WHEN 'goods_receipt' THEN 'Material Receipt'
         WHEN 'consumption' THEN 'Material Consumption for Manufacture'
         WHEN 'production_receipt' THEN 'Manufacture'
-        WHEN 'transfer' THEN 'Material Transfer'
+        WHEN 'transfer' THEN CASE WHEN d ->> 'order_id' IS NOT NULL THEN 'Material Transfer for Manufacture' ELSE 'Material Transfer' END
         WHEN 'scrap' THEN 'Material Issue'
         WHEN 'shipment' THEN 'Material Issue'
         WHEN 'status_change' THEN 'Material Transfer'
@@ -102,7 +140,7 @@ BEGIN
         'posting_date', to_char((d ->> 'posted_at')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
         'posting_time', to_char((d ->> 'posted_at')::timestamptz AT TIME ZONE 'UTC', 'HH24:MI:SS'),
         'set_posting_time', 1,
-        'work_order', ev.order_number,
+        'work_order', (SELECT COALESCE(o.erp_ref, o.order_number) FROM plantsync.production_order o WHERE o.id = (d ->> 'order_id')::uuid),
         'remarks', format('plantsync %s %s', d ->> 'external_id', ev.id),
         'docstatus', 1,
         'items', jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
@@ -112,7 +150,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.erpnext_stock_entry(plantsync.event) IS
-'Route transform: an ERPNext Stock Entry (POST /api/resource/Stock Entry) for a material_movement event: Material Receipt, Material Consumption for Manufacture (with the work order), Manufacture (the finished row), Material Transfer, Material Issue (scrap, shipment); a hold or release is a transfer to or from the site''s quarantine warehouse. Codes are mapped through plantsync.dialect_mapping; the remarks carry the movement''s external id and the event id.';
+'Route transform: an ERPNext Stock Entry (POST /api/resource/Stock Entry) for a material_movement event: Material Receipt, Material Consumption for Manufacture (with the work order), Manufacture (the finished row), Material Transfer (for Manufacture when it names an order), Material Issue (scrap, shipment); a hold or release is a transfer to or from the site''s quarantine warehouse. Codes are mapped through plantsync.dialect_mapping; the remarks carry the movement''s external id and the event id.';
 
 -- The document number or the error text of an ERP answer, whatever the ERP:
 -- ERPNext {"data": {"name": ...}} or {"message": ...} or {"exc_type": ..., "_server_messages": ...};
@@ -146,8 +184,9 @@ $$;
 COMMENT ON FUNCTION plantsync.parse_erp_response(text) IS
 'The document number or the error text in an ERP answer: ERPNext {"data": {"name": ...}}, {"message": ...} or an exception body; SAP OData V2 {"d": {...}} (MaterialDocument, ConfirmationGroup, InspectionLot, ManufacturingOrder) or {"error": {"message": {"value": ...}}}. Use it in a response handler.';
 
--- ERPNext Work Order status for a production_order event (the plant's state
--- in ERPNext's words).
+-- ERPNext Work Order for a production_order event: the plant's state in
+-- ERPNext's words, with what the order is, so that the same document can be
+-- read back as a release (plantsync.from_erpnext_work_order).
 CREATE FUNCTION plantsync.erpnext_work_order(ev plantsync.event)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -167,11 +206,22 @@ BEGIN
         'production_item', (SELECT plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number)
                               FROM plantsync.material m WHERE m.id = (d ->> 'material_id')::uuid),
         'qty', (d ->> 'quantity')::numeric,
-        'company', plantsync.dialect_name(ev.site_id, 'erpnext', 'company', '*')));
+        'stock_uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', d ->> 'uom'),
+        'expected_delivery_date', d ->> 'due_date',
+        'planned_start_date', to_char((d ->> 'scheduled_start')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+        'priority', (d ->> 'priority')::integer,
+        'plantsync_order', d ->> 'order_number',
+        'company', plantsync.dialect_name(ev.site_id, 'erpnext', 'company', '*'),
+        'operations', (SELECT jsonb_agg(jsonb_build_object(
+                                  'sequence_id', op.operation_number, 'operation', op.process_segment,
+                                  'workstation', plantsync.dialect_name(ev.site_id, 'erpnext', 'work_center', w.equipment_code))
+                                  ORDER BY op.operation_number)
+                         FROM plantsync.production_operation op JOIN plantsync.equipment w ON w.id = op.work_center_id
+                        WHERE op.order_id = ev.entity_id)));
 END
 $$;
 COMMENT ON FUNCTION plantsync.erpnext_work_order(plantsync.event) IS
-'Route transform: the ERPNext Work Order status for a production_order event (Draft, Not Started, In Process, Stopped, Completed, Closed, Cancelled), named by the order''s erp_ref (or its number).';
+'Route transform: the ERPNext Work Order for a production_order event, named by the order''s erp_ref (or its number): status (Draft, Not Started, In Process, Stopped, Completed, Closed, Cancelled), production item, quantity and unit, expected delivery date, planned start, priority and operations (sequence, operation, workstation).';
 
 -- ERPNext Quality Inspection for a usage decision: the decision on the lot,
 -- Accepted or Rejected, with the inspection lot's readings as recorded.
@@ -212,3 +262,253 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.erpnext_quality_inspection(plantsync.event) IS
 'Route transform: an ERPNext Quality Inspection for a usage_decision event: type, the work order, item and batch, sample size, who decided, Accepted or Rejected, and the readings of the inspection lot.';
+
+-- A field of an inbound document, or an error naming the document and field.
+CREATE FUNCTION plantsync.dialect_field(p_doc jsonb, p_path text[], p_document text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text := p_doc #>> p_path;
+BEGIN
+    IF v IS NULL OR btrim(v) = '' THEN
+        RAISE EXCEPTION '% has no "%"', p_document, array_to_string(p_path, '.')
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = array_to_string(p_path, '.');
+    END IF;
+    RETURN v;
+END
+$$;
+COMMENT ON FUNCTION plantsync.dialect_field(jsonb, text[], text) IS 'Used by the inbound mappings: a required field of an ERP document, or an error naming it.';
+
+-- ERPNext Stock Entry "Manufacture" for a completed order: the consumed rows
+-- (from their warehouses) and the finished rows (into theirs) in one entry,
+-- for plants that post per order rather than per movement.
+CREATE FUNCTION plantsync.erpnext_manufacture(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := ev.data;
+    rows jsonb;
+BEGIN
+    PERFORM plantsync.require_event_entity(ev, 'production_order', 'erpnext_manufacture');
+    IF ev.to_state IS DISTINCT FROM 'completed' THEN
+        RAISE EXCEPTION 'erpnext_manufacture takes production_order.completed events, not %', ev.type
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give the route the event type pattern production_order.completed.';
+    END IF;
+    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+               'item_code', plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number),
+               'qty', mv.quantity, 'uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', mv.uom),
+               'batch_no', l.lot_number,
+               's_warehouse', plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', f.location_code),
+               't_warehouse', plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', t.location_code),
+               'is_finished_item', CASE WHEN mv.movement_type = 'production_receipt' THEN 1 END))
+               ORDER BY mv.movement_type, mv.posted_at, mv.id)
+      INTO rows
+      FROM plantsync.material_movement mv
+      JOIN plantsync.material m ON m.id = mv.material_id
+      LEFT JOIN plantsync.lot l ON l.id = mv.lot_id
+      LEFT JOIN plantsync.storage_location f ON f.id = mv.from_location_id
+      LEFT JOIN plantsync.storage_location t ON t.id = mv.to_location_id
+     WHERE mv.order_id = ev.entity_id AND mv.movement_type IN ('consumption', 'production_receipt')
+       AND NOT EXISTS (SELECT 1 FROM plantsync.material_movement r WHERE r.reverses_movement_id = mv.id);
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'doctype', 'Stock Entry',
+        'stock_entry_type', 'Manufacture',
+        'purpose', 'Manufacture',
+        'company', plantsync.dialect_name(ev.site_id, 'erpnext', 'company', '*'),
+        'work_order', COALESCE(d ->> 'erp_ref', d ->> 'order_number'),
+        'fg_completed_qty', (SELECT sum((r ->> 'qty')::numeric) FROM jsonb_array_elements(rows) r WHERE r ->> 'is_finished_item' = '1'),
+        'remarks', format('plantsync %s %s', d ->> 'order_number', ev.id),
+        'docstatus', 1,
+        'items', COALESCE(rows, '[]')));
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_manufacture(plantsync.event) IS
+'Route transform: for a production_order.completed event, one ERPNext Stock Entry "Manufacture" with every consumption of the order (from its warehouse) and every finished row (into its warehouse, is_finished_item 1), reversed movements left out; fg_completed_qty is the finished quantity. Use it instead of per-movement entries, not beside them.';
+
+-- ERPNext Non Conformance for a nonconformance event.
+CREATE FUNCTION plantsync.erpnext_non_conformance(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := ev.data;
+    ctx text;
+BEGIN
+    PERFORM plantsync.require_event_entity(ev, 'nonconformance', 'erpnext_non_conformance');
+    SELECT concat_ws(', ', 'severity ' || (d ->> 'severity'), 'material ' || m.material_number, 'batch ' || l.lot_number,
+                     'work order ' || COALESCE(o.erp_ref, o.order_number))
+      INTO ctx
+      FROM (SELECT 1) x
+      LEFT JOIN plantsync.material m ON m.id = (d ->> 'material_id')::uuid
+      LEFT JOIN plantsync.lot l ON l.id = (d ->> 'lot_id')::uuid
+      LEFT JOIN plantsync.production_order o ON o.id = (d ->> 'production_order_id')::uuid;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'doctype', 'Non Conformance',
+        'name', d ->> 'qms_ref',
+        'subject', format('%s: %s', d ->> 'nc_number', d ->> 'title'),
+        'procedure', NULLIF(plantsync.dialect_name(ev.site_id, 'erpnext', 'quality_procedure', '*'), '*'),
+        'status', CASE d ->> 'status' WHEN 'closed' THEN 'Resolved' WHEN 'cancelled' THEN 'Cancelled' ELSE 'Open' END,
+        'details', concat_ws(E'\n', NULLIF(d ->> 'description', ''), ctx)));
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_non_conformance(plantsync.event) IS
+'Route transform: an ERPNext Non Conformance for a nonconformance event: subject (number and title), the site''s Quality Procedure (dialect_mapping kind quality_procedure), status Open (draft to in_progress), Resolved (closed) or Cancelled, and details naming severity, material, batch and work order.';
+
+-- An ERPNext Work Order (as ERPNext sends or returns it, bare or under
+-- "data") read as the plant's order release: the same canonical payload
+-- plantsync.erp_release_order takes, codes mapped back per site.
+CREATE FUNCTION plantsync.from_erpnext_work_order(p_doc jsonb, p_site text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w jsonb := CASE WHEN jsonb_typeof(p_doc -> 'data') = 'object' THEN p_doc -> 'data' ELSE p_doc END;
+    what text := format('ERPNext Work Order "%s"', COALESCE(w ->> 'name', '?'));
+    site text;
+    qty numeric;
+BEGIN
+    IF jsonb_typeof(w) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'an ERPNext Work Order is a JSON object, not %', COALESCE(jsonb_typeof(w), 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM plantsync.dialect_field(w, '{name}', what);
+    IF COALESCE(w ->> 'docstatus', '1') <> '1' THEN
+        RAISE EXCEPTION '% has docstatus %: only a submitted work order (docstatus 1) is released', what, w ->> 'docstatus'
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'docstatus',
+                  HINT = 'A cancelled work order (docstatus 2) is sent with plantsync.erp_cancel_order.';
+    END IF;
+    site := COALESCE(p_site, plantsync.dialect_site('erpnext', 'company', plantsync.dialect_field(w, '{company}', what), 'company'));
+    BEGIN
+        qty := plantsync.dialect_field(w, '{qty}', what)::numeric;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RAISE EXCEPTION '% has qty "%", which is not a number', what, w ->> 'qty' USING ERRCODE = 'invalid_parameter_value', COLUMN = 'qty';
+    END;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'site', site,
+        'order', COALESCE(w ->> 'plantsync_order', w ->> 'name'),
+        'erp_ref', w ->> 'name',
+        'material', plantsync.dialect_code(site, 'erpnext', 'item', plantsync.dialect_field(w, '{production_item}', what)),
+        'quantity', qty,
+        'uom', plantsync.dialect_code(site, 'erpnext', 'uom', plantsync.dialect_field(w, '{stock_uom}', what)),
+        'due_date', left(COALESCE(w ->> 'expected_delivery_date', w ->> 'planned_end_date',
+                                  plantsync.dialect_field(w, '{expected_delivery_date}', what)), 10),
+        'priority', (w ->> 'priority')::integer,
+        'operations', (SELECT jsonb_agg(jsonb_build_object(
+                                  'operation', COALESCE(op ->> 'sequence_id', (10 * n)::text),
+                                  'work_center', plantsync.dialect_code(site, 'erpnext', 'work_center',
+                                                     plantsync.dialect_field(op, '{workstation}', format('%s operation %s', what, n))),
+                                  'segment', plantsync.dialect_field(op, '{operation}', format('%s operation %s', what, n)),
+                                  'quantity', qty) ORDER BY n)
+                         FROM jsonb_array_elements(CASE WHEN jsonb_typeof(w -> 'operations') = 'array' THEN w -> 'operations' ELSE '[]' END)
+                              WITH ORDINALITY o (op, n))));
+END
+$$;
+COMMENT ON FUNCTION plantsync.from_erpnext_work_order(jsonb, text) IS
+'An ERPNext Work Order (bare or as {"data": ...}) read as an order release payload (contract erp.order_release): the site from the company (or p_site), item, unit and workstations mapped back through plantsync.dialect_mapping, the name as erp_ref, the operations with their workstation and quantity. Refuses a draft or cancelled work order and names any missing field.';
+
+CREATE FUNCTION plantsync.erp_release_order_erpnext(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('erp.order_release', message_id, plantsync.from_erpnext_work_order(payload)) $$;
+COMMENT ON FUNCTION plantsync.erp_release_order_erpnext(text, jsonb) IS 'ERP: release a production order sent as an ERPNext Work Order (see plantsync.from_erpnext_work_order); kept in the inbox as the canonical release.';
+REVOKE EXECUTE ON FUNCTION plantsync.erp_release_order_erpnext(text, jsonb) FROM PUBLIC;
+
+-- ---------- CloudEvents 1.0 ----------
+
+-- The event in CloudEvents structured mode. The plant context travels as
+-- extension attributes (lower-case names, as the spec requires); sequence
+-- and partitionkey are the spec's own extensions for ordering per aggregate.
+CREATE FUNCTION plantsync.cloudevent(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'specversion', ev.specversion,
+        'id', ev.id,
+        'source', ev.source,
+        'type', ev.type,
+        'subject', ev.subject,
+        'time', to_char(ev.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'datacontenttype', ev.datacontenttype,
+        'dataschema', ev.dataschema,
+        'correlationid', ev.correlation_id,
+        'causationid', ev.causation_id,
+        'sourcesystem', ev.source_system,
+        'plantsite', ev.site_id,
+        'plantline', ev.line_code,
+        'plantorder', ev.order_number,
+        'plantlot', ev.lot_number,
+        'entityid', ev.entity_id,
+        'partitionkey', ev.aggregate_type || ':' || ev.aggregate_id,
+        'sequence', ev.aggregate_seq::text))
+        -- nulls inside the data are the data's own: kept
+        || jsonb_build_object('data', ev.data)
+$$;
+COMMENT ON FUNCTION plantsync.cloudevent(plantsync.event) IS
+'Route transform: the event as a CloudEvents 1.0 structured-mode JSON object (send with Content-Type application/cloudevents+json; a batched route sends a JSON array of them, Content-Type application/cloudevents-batch+json). Extensions: correlationid, causationid, sourcesystem, plantsite, plantline, plantorder, plantlot, entityid, partitionkey (aggregate) and sequence (per aggregate).';
+
+-- A CloudEvent (structured mode, from another hub or a broker) read back
+-- as an event; every required attribute is checked and named when missing.
+CREATE FUNCTION plantsync.event_from_cloudevent(p_ce jsonb)
+RETURNS plantsync.event
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev plantsync.event;
+    attr text;
+    part text[];
+BEGIN
+    IF jsonb_typeof(p_ce) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'a CloudEvent is a JSON object, not %', COALESCE(jsonb_typeof(p_ce), 'null') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH attr IN ARRAY ARRAY['specversion', 'id', 'source', 'type'] LOOP
+        IF jsonb_typeof(p_ce -> attr) IS DISTINCT FROM 'string' OR p_ce ->> attr = '' THEN
+            RAISE EXCEPTION 'CloudEvent attribute "%" is required (a non-empty string)', attr
+                USING ERRCODE = 'invalid_parameter_value', COLUMN = attr;
+        END IF;
+    END LOOP;
+    IF p_ce ->> 'specversion' <> '1.0' THEN
+        RAISE EXCEPTION 'CloudEvent specversion "%" is not supported', p_ce ->> 'specversion'
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'specversion', HINT = 'Only CloudEvents 1.0 is read.';
+    END IF;
+    BEGIN
+        ev.id := (p_ce ->> 'id')::uuid;
+        ev.time := COALESCE((p_ce ->> 'time')::timestamptz, now());
+        ev.correlation_id := (p_ce ->> 'correlationid')::uuid;
+        ev.causation_id := (p_ce ->> 'causationid')::uuid;
+        ev.entity_id := (p_ce ->> 'entityid')::uuid;
+        ev.aggregate_seq := (p_ce ->> 'sequence')::bigint;
+    EXCEPTION WHEN invalid_text_representation OR invalid_datetime_format OR datetime_field_overflow OR numeric_value_out_of_range THEN
+        RAISE EXCEPTION 'CloudEvent has an invalid attribute value: %', SQLERRM USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'id, correlationid, causationid and entityid are UUIDs; time is RFC 3339; sequence is an integer.';
+    END;
+    ev.specversion := p_ce ->> 'specversion';
+    ev.source := p_ce ->> 'source';
+    ev.type := p_ce ->> 'type';
+    ev.subject := p_ce ->> 'subject';
+    ev.datacontenttype := COALESCE(p_ce ->> 'datacontenttype', 'application/json');
+    ev.dataschema := p_ce ->> 'dataschema';
+    ev.data := COALESCE(p_ce -> 'data', 'null');
+    ev.source_system := p_ce ->> 'sourcesystem';
+    ev.site_id := p_ce ->> 'plantsite';
+    ev.line_code := p_ce ->> 'plantline';
+    ev.order_number := p_ce ->> 'plantorder';
+    ev.lot_number := p_ce ->> 'plantlot';
+    ev.entity := split_part(ev.type, '.', 1);
+    part := string_to_array(p_ce ->> 'partitionkey', ':');
+    IF cardinality(part) = 2 AND part[2] ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        ev.aggregate_type := part[1];
+        ev.aggregate_id := part[2]::uuid;
+    END IF;
+    RETURN ev;
+END
+$$;
+COMMENT ON FUNCTION plantsync.event_from_cloudevent(jsonb) IS
+'A CloudEvents 1.0 structured-mode object read back as a plantsync.event (the inverse of plantsync.cloudevent): specversion, id, source and type are required; the plant extensions fill the envelope. Columns the CloudEvent does not carry (recorded_at, transaction id, from_state, to_state) are NULL.';

@@ -307,6 +307,9 @@ BEGIN
         WHEN 'mes.confirm' THEN plantsync.handle_mes_confirm(p_payload, p_message_id)
         WHEN 'mes.complete' THEN plantsync.handle_mes_complete(p_payload, p_message_id)
         WHEN 'qms.usage_decision' THEN plantsync.handle_qms_usage_decision(p_payload)
+        -- master data and the ERP's batch view (src/dialects/89_dialects_b2mml.sql)
+        WHEN 'erp.material' THEN plantsync.handle_erp_material(p_payload)
+        WHEN 'erp.batch' THEN plantsync.handle_erp_batch(p_payload, p_message_id)
     END;
 END
 $$;
@@ -327,7 +330,7 @@ DECLARE
     parked plantsync.inbox;
 BEGIN
     IF p_type IS NULL OR p_type NOT IN ('erp.order_release', 'erp.order_cancel', 'mes.consume', 'mes.confirm', 'mes.complete',
-                                        'qms.usage_decision') THEN
+                                        'qms.usage_decision', 'erp.material', 'erp.batch') THEN
         RAISE EXCEPTION 'message type "%" is not known', p_type USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_message_id IS NULL OR btrim(p_message_id) = '' THEN
@@ -446,7 +449,7 @@ BEGIN
     END IF;
     FOR fn IN SELECT p.oid::regprocedure::text FROM pg_proc p
                WHERE p.pronamespace = 'plantsync'::regnamespace AND p.proname LIKE p_system || '\_%'
-                 AND pg_get_function_identity_arguments(p.oid) = 'message_id text, payload jsonb'
+                 AND pg_get_function_identity_arguments(p.oid) IN ('message_id text, payload jsonb', 'message_id text, site text, document text')
                ORDER BY 1 LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, p_role);
         RETURN NEXT fn;

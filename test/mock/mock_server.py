@@ -83,6 +83,7 @@ class Handler(BaseHTTPRequestHandler):
             if RECORD_BODIES:
                 REQUESTS.append({"n": n, "method": self.command, "path": self.path,
                                  "headers": {k.lower(): v for k, v in self.headers.items()},
+                                 "content_types": self.headers.get_all("Content-Type") or [],
                                  "body": body.decode("utf-8", "replace"), "time": time.time()})
             else:
                 REQUESTS.append({"key": self.headers.get("Idempotency-Key"), "path": self.path})

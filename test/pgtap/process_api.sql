@@ -165,7 +165,8 @@ ROLLBACK TO SAVEPOINT bad_copy;
 CREATE ROLE plantsync_tap_mes;
 SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_mes')$$,
               $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)'),
-                       ('plantsync.mes_ingest_signals(text,jsonb)'), ('plantsync.mes_drain_signals(text,jsonb)')$$,
+                       ('plantsync.mes_ingest_signals(text,jsonb)'), ('plantsync.mes_drain_signals(text,jsonb)'),
+                       ('plantsync.mes_import_b2mml(text,text,text)')$$,
               'the MES role gets the MES functions');
 SET LOCAL ROLE plantsync_tap_mes;
 SELECT is(plantsync.mes_consume('mes-7', '{"site": "PA", "order": "PO-11", "material": "RM", "lot": "R-1", "quantity": 2, "uom": "KG", "location": "WH"}') ->> 'message',

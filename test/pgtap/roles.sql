@@ -46,7 +46,8 @@ SELECT is_empty($$SELECT k.role, f.fn FROM kinds k CROSS JOIN guarded_functions 
                    WHERE has_function_privilege(k.role, f.fn, 'EXECUTE') <>
                          (k.kind = 'administrator'
                           OR (k.kind IN ('erp', 'mes', 'qms') AND f.proname LIKE k.kind || '\_%'
-                              AND pg_get_function_identity_arguments(f.fn) = 'message_id text, payload jsonb'))$$,
+                              AND pg_get_function_identity_arguments(f.fn) IN ('message_id text, payload jsonb',
+                                                                                'message_id text, site text, document text')))$$,
                 'only administrators call the guarded functions, and each integration role only its own process APIs');
 
 -- real operations, as each role: allowed, or refused with 42501

@@ -1,0 +1,41 @@
+-- Every dialect document the fixture's events make, one row each:
+-- (name, kind, document). test/e2e/dialects.sh compares them with the
+-- golden files in test/dialects/golden/.
+SELECT name, kind, doc FROM (
+    SELECT 'erpnext_stock_entry-' || k AS name, 'json' AS kind, plantsync.erpnext_stock_entry(e)::text AS doc
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'material_movement'
+    UNION ALL
+    SELECT 'sap_material_document-' || k, 'json', plantsync.sap_material_document(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'material_movement'
+    UNION ALL
+    SELECT 'erpnext_work_order-' || e.type, 'json', plantsync.erpnext_work_order(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'production_order'
+    UNION ALL
+    SELECT 'sap_production_order-' || e.type, 'json', plantsync.sap_production_order(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'production_order' AND e.type = 'production_order.released'
+    UNION ALL
+    SELECT 'erpnext_manufacture-' || k, 'json', plantsync.erpnext_manufacture(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.type = 'production_order.completed'
+    UNION ALL
+    SELECT 'sap_production_confirmation-' || k, 'json', plantsync.sap_production_confirmation(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'production_confirmation'
+    UNION ALL
+    SELECT 'erpnext_quality_inspection', 'json', plantsync.erpnext_quality_inspection(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'usage_decision'
+    UNION ALL
+    SELECT 'sap_usage_decision', 'json', plantsync.sap_usage_decision(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'usage_decision'
+    UNION ALL
+    SELECT 'erpnext_non_conformance-' || e.type, 'json', plantsync.erpnext_non_conformance(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'nonconformance'
+    UNION ALL
+    SELECT 'cloudevent-' || e.type, 'json', plantsync.cloudevent(e)::text
+      FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.type IN ('production_order.released', 'material_movement.recorded') AND k IN ('WO-0001', 'DX-2')
+    UNION ALL
+    SELECT 'b2mml_operations_performance-WO-0001', 'xml', plantsync.b2mml_operations_performance(o.id)::text
+      FROM plantsync.production_order o WHERE o.site_id = 'DX' AND o.order_number = 'WO-0001'
+    UNION ALL
+    SELECT 'b2mml_material_lot-' || l.lot_number, 'xml', plantsync.b2mml_material_lot(l.id)::text
+      FROM plantsync.lot l WHERE l.site_id = 'DX' AND l.lot_number IN ('Y-1', 'S-1')
+) d
+ORDER BY name;
