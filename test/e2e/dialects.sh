@@ -7,6 +7,8 @@
 # trips canonical -> dialect -> canonical, and the documents on the wire
 # (test/mock/dialect_delivery.py). Where ../shared/data is absent the parts
 # that need it say they were SKIPPED and the script fails.
+# The Business To Manufacturing Markup Language (B2MML) is used courtesy of
+# MESA International.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 source "$PLANTSYNC_COMMON"

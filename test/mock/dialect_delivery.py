@@ -10,7 +10,9 @@ what the transforms build, with the endpoint's own Content-Type.
 - SAP material documents arrive with the goods movement type of each
   movement of the fixture.
 
-Run by test/e2e/dialects.sh with the cluster in PG* variables.
+Run by test/e2e/dialects.sh with the cluster in PG* variables. The Business
+To Manufacturing Markup Language (B2MML) is used courtesy of MESA
+International.
 """
 import json
 import os
