@@ -377,3 +377,85 @@ COMMENT ON COLUMN plantsync.inventory_balance.storage_location_id IS 'Storage lo
 COMMENT ON COLUMN plantsync.inventory_balance.stock_type IS 'unrestricted, quality or blocked, from the lot disposition.';
 COMMENT ON COLUMN plantsync.inventory_balance.base_quantity IS 'Quantity on hand in the base unit.';
 COMMENT ON COLUMN plantsync.inventory_balance.base_uom IS 'Base unit of the material.';
+
+-- What is on hand per plant, material, lot and location, kept as the ledger
+-- is written: reconciling a million lots then reads a million rows instead
+-- of summing the whole ledger. One statement trigger adds each statement's
+-- movements, summed per key and applied in key order, so that two
+-- transactions moving stock between the same places never deadlock.
+CREATE TABLE plantsync.stock_balance (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    site_id text NOT NULL REFERENCES plantsync.site,
+    material_id uuid NOT NULL,
+    lot_id uuid,
+    storage_location_id uuid NOT NULL,
+    base_quantity numeric NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT stock_balance_key UNIQUE NULLS NOT DISTINCT (site_id, material_id, lot_id, storage_location_id)
+);
+COMMENT ON TABLE plantsync.stock_balance IS 'Stock on hand per plant, material, lot and location in the base unit, kept by the movement ledger''s trigger (plantsync.inventory_balance has sublots and stock types; this is what reconciliation reads). plantsync.rebuild_stock_balance() recomputes it from the ledger.';
+COMMENT ON COLUMN plantsync.stock_balance.id IS 'Row number.';
+COMMENT ON COLUMN plantsync.stock_balance.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.stock_balance.material_id IS 'Material.';
+COMMENT ON COLUMN plantsync.stock_balance.lot_id IS 'Lot; NULL for materials not lot-tracked.';
+COMMENT ON COLUMN plantsync.stock_balance.storage_location_id IS 'Storage location.';
+COMMENT ON COLUMN plantsync.stock_balance.base_quantity IS 'Quantity on hand in the material''s base unit (zero once all of it has left).';
+COMMENT ON COLUMN plantsync.stock_balance.updated_at IS 'When a movement last changed it.';
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON plantsync.stock_balance FROM PUBLIC;
+
+CREATE FUNCTION plantsync.keep_stock_balance() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO plantsync.stock_balance AS b (site_id, material_id, lot_id, storage_location_id, base_quantity)
+    SELECT legs.site_id, legs.material_id, legs.lot_id, legs.location_id, sum(legs.q)
+      FROM (SELECT n.site_id, n.material_id, n.lot_id, n.to_location_id AS location_id, n.base_quantity AS q
+              FROM new_movements n WHERE n.to_location_id IS NOT NULL
+            UNION ALL
+            SELECT n.site_id, n.material_id, n.lot_id, n.from_location_id, -n.base_quantity
+              FROM new_movements n WHERE n.from_location_id IS NOT NULL) legs
+     GROUP BY 1, 2, 3, 4
+    -- a status change in place moves nothing
+    HAVING sum(legs.q) <> 0
+     ORDER BY 1, 2, 3, 4
+    ON CONFLICT ON CONSTRAINT stock_balance_key
+    DO UPDATE SET base_quantity = b.base_quantity + excluded.base_quantity, updated_at = now();
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION plantsync.keep_stock_balance() IS 'Statement trigger of the movement ledger: adds the statement''s movements to plantsync.stock_balance.';
+REVOKE EXECUTE ON FUNCTION plantsync.keep_stock_balance() FROM PUBLIC;
+CREATE TRIGGER plantsync_stock_balance AFTER INSERT ON plantsync.material_movement
+    REFERENCING NEW TABLE AS new_movements FOR EACH STATEMENT EXECUTE FUNCTION plantsync.keep_stock_balance();
+
+CREATE FUNCTION plantsync.rebuild_stock_balance(p_site_id text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM plantsync.site WHERE site_id = p_site_id) THEN
+        RAISE EXCEPTION 'site "%" does not exist', COALESCE(p_site_id, 'null') USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    -- no movement may be written while the balance is recomputed
+    LOCK TABLE plantsync.material_movement IN SHARE MODE;
+    DELETE FROM plantsync.stock_balance WHERE site_id = p_site_id;
+    INSERT INTO plantsync.stock_balance (site_id, material_id, lot_id, storage_location_id, base_quantity)
+    SELECT p_site_id, legs.material_id, legs.lot_id, legs.location_id, sum(legs.q)
+      FROM (SELECT m.material_id, m.lot_id, m.to_location_id AS location_id, m.base_quantity AS q
+              FROM plantsync.material_movement m WHERE m.site_id = p_site_id AND m.to_location_id IS NOT NULL
+            UNION ALL
+            SELECT m.material_id, m.lot_id, m.from_location_id, -m.base_quantity
+              FROM plantsync.material_movement m WHERE m.site_id = p_site_id AND m.from_location_id IS NOT NULL) legs
+     GROUP BY legs.material_id, legs.lot_id, legs.location_id
+    HAVING sum(legs.q) <> 0;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION plantsync.rebuild_stock_balance(text) IS 'Recomputes a plant''s plantsync.stock_balance from the movement ledger (after a bulk load that bypassed triggers, or to check it); returns the rows written. Blocks ledger writes while it runs.';
+REVOKE EXECUTE ON FUNCTION plantsync.rebuild_stock_balance(text) FROM PUBLIC;

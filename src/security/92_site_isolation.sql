@@ -74,7 +74,7 @@ BEGIN
                         -- rows that belong to a plant through another row: visible with it
                         WHEN c.relname = 'delivery' THEN format('%s OR EXISTS (SELECT 1 FROM plantsync.event e WHERE e.id = event_id AND e.recorded_at = event_recorded_at)', unrestricted)
                         WHEN c.relname = 'delivery_attempt' THEN format('%s OR EXISTS (SELECT 1 FROM plantsync.delivery d WHERE d.id = delivery_id)', unrestricted)
-                        WHEN c.relname IN ('erp_inventory', 'erp_order', 'erp_posting')
+                        WHEN c.relname IN ('erp_inventory', 'erp_stock', 'erp_order', 'erp_posting')
                             THEN format('%s OR EXISTS (SELECT 1 FROM plantsync.erp_snapshot s WHERE s.id = snapshot_id)', unrestricted)
                         WHEN c.relname = 'audit_log' THEN unrestricted
                     END AS rule
@@ -123,7 +123,7 @@ BEGIN
     END IF;
     EXECUTE format('REVOKE ALL ON plantsync.audit_log FROM %I', p_role);
     -- operating: replays and discards, reconciliation and remediation, alerts
-    EXECUTE format('GRANT INSERT, UPDATE ON plantsync.delivery, plantsync.delivery_action, plantsync.erp_snapshot, plantsync.erp_inventory,
+    EXECUTE format('GRANT INSERT, UPDATE ON plantsync.delivery, plantsync.delivery_action, plantsync.erp_snapshot, plantsync.erp_inventory, plantsync.erp_stock,
                            plantsync.erp_order, plantsync.erp_posting, plantsync.reconciliation_run, plantsync.discrepancy,
                            plantsync.alert TO %I', p_role);
     RETURN format('%s: operator (reads everything but secrets and the audit trail; replays, discards, reconciles, remediates, closes alerts)', p_role);

@@ -4,7 +4,7 @@
 # pgbench with and without the outbox trigger, in the same cluster and the
 # same run, alternating; the figure is the ratio of the two rates (target:
 # <= 1.5). The write with the outbox also creates one delivery (one
-# real-time route matches).
+# real-time route matches). The same is done for the stock balance trigger.
 #
 #   bash test/bench/outbox_cost.sh    (PLANTSYNC_BENCH_SECONDS, _ROUNDS, _CLIENTS)
 set -euo pipefail
@@ -32,6 +32,13 @@ for sync in on off; do
         "ALTER TABLE plantsync.material_movement ENABLE TRIGGER plantsync_outbox"
     results+=("synchronous_commit=$sync: without outbox $(printf '%.0f' "$BENCH_A") tps, with outbox $(printf '%.0f' "$BENCH_B") tps -> cost ratio $(awk -v r="$BENCH_RATIO" 'BEGIN {printf "%.2f", 1 / r}') (target <= 1.5)")
 done
+# The stock balance the ledger keeps (plantsync.stock_balance) is the other
+# trigger of this write: its own cost, measured the same way (CPU view).
+log_section "stock balance cost, synchronous_commit=off: $BENCH_ROUNDS rounds of ${BENCH_SECONDS}s, $BENCH_CLIENTS clients"
+bench_ab "stock balance" "$BENCH_WORK/write.sql" \
+    "ALTER TABLE plantsync.material_movement DISABLE TRIGGER plantsync_stock_balance" \
+    "ALTER TABLE plantsync.material_movement ENABLE TRIGGER plantsync_stock_balance"
+results+=("stock balance kept by the ledger (synchronous_commit=off): without $(printf '%.0f' "$BENCH_A") tps, with $(printf '%.0f' "$BENCH_B") tps -> cost ratio $(awk -v r="$BENCH_RATIO" 'BEGIN {printf "%.2f", 1 / r}')")
 events=$(psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.event")
 deliveries=$(psql -X -At -d "$BENCH_DB" -c "SELECT count(*) FROM plantsync.delivery")
 echo

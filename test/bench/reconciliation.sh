@@ -5,9 +5,10 @@
 #      10 locations) and an ERP snapshot that differs on 1 % of the rows
 #      (quantities, stock types, rows missing on either side);
 #   2. loading the snapshot through plantsync.load_erp_snapshot() (JSON);
-#   3. plantsync.reconcile_inventory() (target < 5 s), next to the least any
-#      comparison must do: the ledger aggregated and fully joined with the
-#      snapshot, counted (the reference, measured in the same run).
+#   3. plantsync.reconcile_inventory() (target < 5 s), next to what a
+#      comparison without a kept balance must do at least: the ledger
+#      aggregated and fully joined with the snapshot, counted (the
+#      reference, measured in the same run).
 #
 #   bash test/bench/reconciliation.sh   (PLANTSYNC_BENCH_ROWS=1000000)
 set -euo pipefail
@@ -60,9 +61,14 @@ SELECT jsonb_agg(r) AS rows FROM (
                               'quantity', 5, 'uom', 'KG')
       FROM gen WHERE g % 500 = 13) s;
 SET session_replication_role = origin;
-VACUUM ANALYZE;
 SQL
-log_info "generated in $(($(date +%s) - gen_start)) s"
+# the bulk load bypassed the ledger's trigger: the stock balance it keeps is
+# recomputed once, as an administrator would after such a load
+t0=$(date +%s.%N)
+psql_q -c "SELECT plantsync.rebuild_stock_balance('RB')" >/dev/null
+rebuild_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+psql_q -c "VACUUM ANALYZE"
+log_info "generated in $(($(date +%s) - gen_start)) s (stock balance rebuilt from the ledger in $rebuild_s s)"
 
 ms() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.0f", (b - a) * 1000}'; }
 
@@ -105,4 +111,5 @@ echo "inventory reconciliation, $(nproc) cores, $ROWS plant rows against a snaps
 echo "  first run: $compared keys compared, $matched matched, $found discrepancies ($kinds)"
 echo "  plantsync.reconcile_inventory(): first run (records the discrepancies, each an outbox event) ${recs[0]} ms; later runs (find them open already) median $rec ms (target < 5000 ms)"
 echo "  the bare aggregate-and-join reference: median $ref ms -> the first run is $(awk -v a="${recs[0]}" -v b="$ref" 'BEGIN {printf "%.1f", a / b}')x the reference"
-echo "  loading the snapshot through load_erp_snapshot() (1M JSON rows, codes resolved): $load_ms ms"
+echo "  loading the snapshot through load_erp_snapshot() (1M JSON rows, codes resolved, summed per key): $load_ms ms"
+echo "  (the plant side is read from plantsync.stock_balance, kept by the ledger's trigger; rebuilt here after the trigger-less bulk load in $rebuild_s s)"

@@ -23,7 +23,7 @@ SELECT k.role, c.relname,
             WHEN c.relname = 'audit_log' THEN k.kind = 'auditor'
             ELSE true END AS can_read,
        CASE WHEN k.kind = 'administrator' THEN true
-            WHEN k.kind = 'operator' THEN c.relname IN ('delivery', 'delivery_action', 'erp_snapshot', 'erp_inventory', 'erp_order',
+            WHEN k.kind = 'operator' THEN c.relname IN ('delivery', 'delivery_action', 'erp_snapshot', 'erp_inventory', 'erp_stock', 'erp_order',
                                                          'erp_posting', 'reconciliation_run', 'discrepancy', 'alert')
             WHEN k.kind = 'mes' THEN c.relname = 'signal_staging'   -- the COPY way in
             ELSE false END AS can_write
