@@ -354,6 +354,8 @@ DECLARE
     run plantsync.reconciliation_run;
 BEGIN
     SELECT * INTO run FROM plantsync.reconciliation_run WHERE id = p_run_id;
+    -- thousands of rows at times: the anti-joins below must know it
+    ANALYZE pg_temp.plantsync_found;
     INSERT INTO plantsync.discrepancy (site_id, run_id, scope, kind, subject_key, material_id, lot_id, storage_location_id,
                                        order_id, plant_quantity, erp_quantity, uom, plant_status, erp_status, detail, remediation)
     SELECT run.site_id, p_run_id, run.kind, f.kind, f.subject_key, f.material_id, f.lot_id, f.storage_location_id, f.order_id,

@@ -78,7 +78,7 @@ psql_q -c "SELECT plantsync.load_erp_snapshot('RB', 'inventory', now() - interva
 t1=$(date +%s.%N)
 load_ms=$(ms "$t0" "$t1")
 log_info "$load_ms ms"
-psql_q -c "VACUUM ANALYZE plantsync.erp_inventory"
+psql_q -c "VACUUM ANALYZE plantsync.erp_inventory, plantsync.erp_stock"
 
 log_section "3. reconciling (3 rounds, alternating with the reference)"
 reference_sql="SELECT count(*) FROM
