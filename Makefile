@@ -34,6 +34,7 @@ SQL_FRAGMENTS = \
 	src/contracts/82_contracts.sql \
 	src/outbox/85_outbox.sql \
 	src/process_api/86_process_api.sql \
+	src/process_api/86_messages_execution_quality.sql \
 	src/delivery/87_delivery.sql \
 	src/genealogy/88_genealogy.sql \
 	src/reconciliation/89_reconciliation.sql \

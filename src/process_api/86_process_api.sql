@@ -310,6 +310,14 @@ BEGIN
         -- master data and the ERP's batch view (src/dialects/89_dialects_b2mml.sql)
         WHEN 'erp.material' THEN plantsync.handle_erp_material(p_payload)
         WHEN 'erp.batch' THEN plantsync.handle_erp_batch(p_payload, p_message_id)
+        -- execution and quality (src/process_api/86_messages_execution_quality.sql)
+        WHEN 'mes.operation' THEN plantsync.handle_mes_operation(p_payload)
+        WHEN 'mes.downtime' THEN plantsync.handle_mes_downtime(p_payload)
+        WHEN 'qms.inspection_lot' THEN plantsync.handle_qms_inspection_lot(p_payload)
+        WHEN 'qms.results' THEN plantsync.handle_qms_results(p_payload, p_message_id)
+        WHEN 'qms.nonconformance' THEN plantsync.handle_qms_nonconformance(p_payload)
+        WHEN 'erp.order_change' THEN plantsync.handle_erp_order_change(p_payload)
+        WHEN 'erp.inventory_snapshot' THEN plantsync.handle_erp_inventory_snapshot(p_payload)
     END;
 END
 $$;
@@ -330,7 +338,9 @@ DECLARE
     parked plantsync.inbox;
 BEGIN
     IF p_type IS NULL OR p_type NOT IN ('erp.order_release', 'erp.order_cancel', 'mes.consume', 'mes.confirm', 'mes.complete',
-                                        'qms.usage_decision', 'erp.material', 'erp.batch') THEN
+                                        'qms.usage_decision', 'erp.material', 'erp.batch', 'mes.operation', 'mes.downtime',
+                                        'qms.inspection_lot', 'qms.results', 'qms.nonconformance', 'erp.order_change',
+                                        'erp.inventory_snapshot') THEN
         RAISE EXCEPTION 'message type "%" is not known', p_type USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_message_id IS NULL OR btrim(p_message_id) = '' THEN

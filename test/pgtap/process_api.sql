@@ -161,12 +161,114 @@ INSERT INTO plantsync.signal_staging (site, equipment, signal, at, value) VALUES
 SELECT throws_ok($$SELECT plantsync.mes_drain_signals('sig-copy-2')$$, '22023', NULL, 'a staged batch with an unknown machine is refused');
 ROLLBACK TO SAVEPOINT bad_copy;
 
+-- ---------- operations, downtime, inspection lots and results, nonconformances, order changes, snapshots ----------
+SELECT is(plantsync.mes_operation('op-0', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "start"}') ->> 'message',
+          'parked', 'an operation start for an order not released yet is parked');
+SELECT is(plantsync.erp_release_order('erp-77', '{"site": "PA", "order": "PO-77", "material": "FG", "quantity": 50, "uom": "KG",
+  "due_date": "2026-12-20", "operations": [{"operation": "0010", "work_center": "WC1", "segment": "MIX", "quantity": 50}]}') ->> 'message',
+          'applied', 'its release');
+SELECT results_eq($$SELECT op.status, op.actual_start IS NOT NULL, o.status FROM plantsync.production_operation op
+                     JOIN plantsync.production_order o ON o.id = op.order_id WHERE o.order_number = 'PO-77'$$,
+                  $$VALUES ('running', true, 'in_progress')$$, 'applies the start: the operation runs (through ready and dispatched), the order is in progress');
+SELECT is((SELECT array_agg(to_state ORDER BY sc.id) FROM plantsync.state_change sc JOIN plantsync.production_operation op ON op.id = sc.entity_id
+            JOIN plantsync.production_order o ON o.id = op.order_id WHERE o.order_number = 'PO-77' AND sc.entity = 'production_operation'),
+          ARRAY['waiting', 'ready', 'dispatched', 'running'], 'each step is a recorded state change');
+SELECT throws_ok($$SELECT plantsync.mes_operation('op-1', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "resume"}')$$,
+                 'PS001', 'operation "0010" of order "PO-77" is running and cannot be resumed', 'a running operation is not resumed');
+SELECT is(plantsync.mes_operation('op-2', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "hold", "reason": "mixer alarm"}') ->> 'operation_status',
+          'held', 'a hold');
+SELECT throws_ok($$SELECT plantsync.mes_operation('op-3', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "start"}')$$,
+                 'PS001', NULL, 'a held operation is not started again');
+SELECT throws_like($$SELECT plantsync.mes_operation('op-3', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "complete"}')$$,
+                   '%held%completed%', 'nor completed while held: the state machine says so');
+SELECT is(plantsync.mes_operation('op-4', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "resume"}') ->> 'operation_status',
+          'running', 'a resume');
+SELECT is(plantsync.mes_operation('op-5', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "complete", "at": "2026-12-01T10:00:00Z"}') ->> 'operation_status',
+          'completed', 'and completion');
+SELECT is((SELECT actual_end FROM plantsync.production_operation op JOIN plantsync.production_order o ON o.id = op.order_id WHERE o.order_number = 'PO-77'),
+          '2026-12-01T10:00:00Z'::timestamptz, 'with its actual end');
+SELECT throws_ok($$SELECT plantsync.mes_operation('op-6', '{"site": "PA", "order": "PO-77", "operation": "0099", "action": "start"}')$$,
+                 '23503', 'operation "0099" of order "PO-77" does not exist', 'an unknown operation is named');
+SELECT throws_ok($$SELECT plantsync.mes_operation('op-7', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "dance"}')$$,
+                 'PS010', NULL, 'an unknown action breaks the contract');
+
+SELECT is(plantsync.mes_downtime('dt-1', '{"site": "PA", "downtime": "DT-1", "equipment": "WC1", "order": "PO-77", "started_at": "2026-12-01T08:00:00Z",
+                                          "category": "unplanned", "reason_code": "JAM"}') ->> 'ended', 'false', 'a downtime starts');
+SELECT is(plantsync.mes_downtime('dt-2', '{"site": "PA", "downtime": "DT-1", "equipment": "WC1", "started_at": "2026-12-01T08:00:00Z",
+                                          "ended_at": "2026-12-01T08:25:00Z", "reason_code": "JAM", "description": "bottle jam"}') ->> 'ended',
+          'true', 'the same downtime id again ends it');
+SELECT results_eq($$SELECT count(*), max(ended_at - started_at), max(description) FROM plantsync.downtime_event WHERE external_id = 'DT-1'$$,
+                  $$VALUES (1::bigint, interval '25 minutes', 'bottle jam')$$, 'one downtime event, 25 minutes long');
+SELECT throws_ok($$SELECT plantsync.mes_downtime('dt-3', '{"site": "PA", "downtime": "DT-2", "equipment": "WC9", "started_at": "2026-12-01T08:00:00Z", "reason_code": "JAM"}')$$,
+                 '23503', 'equipment "WC9" does not exist at site "PA"', 'unknown equipment is named');
+SELECT throws_ok($$SELECT plantsync.mes_downtime('dt-4', '{"site": "PA", "downtime": "DT-3", "equipment": "WC1", "started_at": "2026-12-01T09:00:00Z",
+                                                           "ended_at": "2026-12-01T08:00:00Z", "reason_code": "JAM"}')$$,
+                 '23514', NULL, 'a downtime that ends before it starts is refused');
+
+SET LOCAL plantsync.source_system = 'qms';
+INSERT INTO plantsync.inspection_plan (site_id, plan_code, material_id, inspection_type)
+SELECT 'PA', 'QP-RM', id, 'incoming' FROM plantsync.material WHERE site_id = 'PA' AND material_number = 'RM';
+INSERT INTO plantsync.inspection_characteristic (site_id, plan_id, characteristic_number, name, kind, target_value, lower_limit, upper_limit, uom)
+SELECT 'PA', p.id, '10', 'Moisture', 'quantitative', 0.05, 0, 0.1, 'KG' FROM plantsync.inspection_plan p WHERE p.plan_code = 'QP-RM';
+RESET plantsync.source_system;
+SELECT is(plantsync.qms_inspection_lot('qi-1', '{"site": "PA", "inspection_lot": "IL-R-1", "lot": "R-1", "type": "incoming", "quantity": 2, "uom": "KG"}') ->> 'inspection_lot_status',
+          'released', 'an inspection lot, released for inspection');
+SELECT isnt((SELECT plan_id FROM plantsync.inspection_lot WHERE inspection_lot_number = 'IL-R-1'), NULL, 'with the active plan of its material and type');
+SELECT throws_ok($$SELECT plantsync.qms_inspection_lot('qi-2', '{"site": "PA", "inspection_lot": "IL-X", "lot": "R-404", "type": "incoming", "quantity": 2, "uom": "KG"}')$$,
+                 '23503', 'lot "R-404" does not exist at site "PA"', 'an unknown lot is named');
+SELECT throws_ok($$SELECT plantsync.qms_results('qr-0', '{"site": "PA", "inspection_lot": "IL-R-1", "results": [{"characteristic": "10", "value": 0.04, "conforming": true, "by": "lab"},
+                                                                                                            {"characteristic": "99", "value": 1, "conforming": true, "by": "lab"}]}')$$,
+                 '23503', 'result 2 names characteristic "99", which the plan of inspection lot "IL-R-1" does not have', 'a result for a characteristic the plan lacks is named');
+SELECT is((SELECT count(*) FROM plantsync.inspection_result r JOIN plantsync.inspection_lot il ON il.id = r.inspection_lot_id WHERE il.inspection_lot_number = 'IL-R-1'),
+          0::bigint, 'and refused whole');
+SELECT is(plantsync.qms_results('qr-1', '{"site": "PA", "inspection_lot": "IL-R-1", "results": [{"characteristic": "10", "value": 0.04, "conforming": true, "by": "lab"},
+                                                                                           {"characteristic": "10", "sample": 2, "value": 0.12, "conforming": false, "by": "lab"}]}')
+          - 'inspection_lot_id', '{"message": "applied", "results": 2, "nonconforming": 1, "inspection_lot_status": "results_recorded"}'::jsonb,
+          'results recorded, the inspection lot awaits its decision');
+SELECT is(plantsync.qms_results('qr-2', '{"site": "PA", "inspection_lot": "IL-R-1", "results": [{"characteristic": "10", "sample": 2, "value": 0.06, "conforming": true, "by": "lab"}]}') ->> 'results',
+          '1', 'a re-measurement is added, the first reading kept');
+SELECT is((SELECT count(*) FROM plantsync.inspection_result r JOIN plantsync.inspection_lot il ON il.id = r.inspection_lot_id WHERE il.inspection_lot_number = 'IL-R-1'),
+          3::bigint, 'every reading is kept');
+
+SELECT is(plantsync.qms_nonconformance('nc-1', '{"site": "PA", "nc": "NC-1", "title": "Wet sugar", "lot": "R-1", "severity": "minor"}') ->> 'nonconformance_status',
+          'draft', 'a nonconformance opened');
+SELECT results_eq($$SELECT m.material_number, l.lot_number FROM plantsync.nonconformance n JOIN plantsync.lot l ON l.id = n.lot_id JOIN plantsync.material m ON m.id = n.material_id
+                     WHERE n.nc_number = 'NC-1'$$, $$VALUES ('RM', 'R-1')$$, 'about its lot and material');
+SELECT is(plantsync.qms_nonconformance('nc-2', '{"site": "PA", "nc": "NC-1", "title": "Wet sugar from supplier", "status": "in_progress"}') ->> 'nonconformance_status',
+          'in_progress', 'brought forward to in progress (through analysis and action plan)');
+SELECT is((SELECT title FROM plantsync.nonconformance WHERE nc_number = 'NC-1'), 'Wet sugar from supplier', 'with its new title');
+SELECT throws_like($$SELECT plantsync.qms_nonconformance('nc-3', '{"site": "PA", "nc": "NC-1", "title": "Wet sugar", "status": "draft"}')$$,
+                   '%in_progress%draft%', 'not back to draft: the state machine says so');
+SELECT is(plantsync.qms_nonconformance('nc-4', '{"site": "PA", "nc": "NC-1", "title": "Wet sugar from supplier", "status": "closed"}') ->> 'nonconformance_status',
+          'closed', 'closed');
+SELECT isnt((SELECT closed_at FROM plantsync.nonconformance WHERE nc_number = 'NC-1'), NULL, 'with its closing time');
+
+SELECT is(plantsync.erp_release_order('erp-78', '{"site": "PA", "order": "PO-78", "material": "FG", "quantity": 50, "uom": "KG",
+  "due_date": "2026-12-20", "operations": [{"operation": "0010", "work_center": "WC1", "segment": "MIX", "quantity": 50}]}') ->> 'message', 'applied', 'another order');
+SELECT is(plantsync.erp_change_order('chg-1', '{"site": "PA", "order": "PO-78", "quantity": 120, "due_date": "2026-12-18", "reason": "customer call-off"}') -> 'changed',
+          '["due_date", "quantity"]'::jsonb, 'an order change');
+SELECT results_eq($$SELECT o.quantity, o.due_date, op.planned_quantity FROM plantsync.production_order o JOIN plantsync.production_operation op ON op.order_id = o.id
+                     WHERE o.order_number = 'PO-78'$$, $$VALUES (120::numeric, '2026-12-18'::date, 120::numeric)$$,
+                  'quantity and due date changed, the operation not started follows');
+SELECT throws_ok($$SELECT plantsync.erp_change_order('chg-4', '{"site": "PA", "order": "PO-9", "quantity": 1, "reason": "too late"}')$$,
+                 'PS001', 'order "PO-9" is completed and cannot be changed', 'a finished order is not changed');
+SELECT throws_ok($$SELECT plantsync.erp_change_order('chg-2', '{"site": "PA", "order": "PO-404", "quantity": 1, "reason": "x"}')$$,
+                 '23503', 'order "PO-404" does not exist at site "PA"', 'an unknown order is named');
+SELECT throws_ok($$SELECT plantsync.erp_change_order('chg-3', '{"site": "PA", "order": "PO-9", "quantity": 1}')$$, 'PS010', NULL, 'a change needs its reason');
+
+SELECT is(plantsync.erp_inventory_snapshot('inv-1', '{"site": "PA", "taken_at": "2026-11-01T06:00:00Z",
+  "rows": [{"material": "RM", "lot": "R-1", "location": "WH", "quantity": 400, "uom": "KG"}]}') ->> 'rows', '1', 'an inventory snapshot through the process API');
+SELECT is((SELECT source FROM plantsync.erp_snapshot WHERE site_id = 'PA' AND kind = 'inventory'), 'erp', 'loaded as the ERP''s');
+SELECT throws_ok($$SELECT plantsync.erp_inventory_snapshot('inv-2', '{"site": "PA", "taken_at": "2026-11-01T06:00:00Z", "rows": [{"material": "RM"}]}')$$,
+                 '22023', NULL, 'a bad row refuses the snapshot');
+
 -- roles: each system calls its own functions only
 CREATE ROLE plantsync_tap_mes;
 SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_mes')$$,
               $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)'),
                        ('plantsync.mes_ingest_signals(text,jsonb)'), ('plantsync.mes_drain_signals(text,jsonb)'),
-                       ('plantsync.mes_import_b2mml(text,text,text)')$$,
+                       ('plantsync.mes_import_b2mml(text,text,text)'), ('plantsync.mes_operation(text,jsonb)'),
+                       ('plantsync.mes_downtime(text,jsonb)')$$,
               'the MES role gets the MES functions');
 SET LOCAL ROLE plantsync_tap_mes;
 SELECT is(plantsync.mes_consume('mes-7', '{"site": "PA", "order": "PO-11", "material": "RM", "lot": "R-1", "quantity": 2, "uom": "KG", "location": "WH"}') ->> 'message',
