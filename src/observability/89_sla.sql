@@ -5,7 +5,10 @@
 --   followed_by: an event of one type is followed, for the same lot (or
 --                order), by an event of another type within a time ("a
 --                completed lot has an inspection lot in QMS within 15
---                minutes").
+--                minutes");
+--   parked:      a message that arrived before its prerequisite (an MES
+--                message before its order's release) is applied within a
+--                time ("nothing waits more than 30 minutes for its order").
 -- plantsync.check_slas() (pg_cron, every minute) opens an alert for each
 -- breach, with its business context, and clears it once the promise is kept
 -- late. Alerts are an entity with a state machine, so they are events that
@@ -16,7 +19,7 @@ CREATE TABLE plantsync.sla (
         CONSTRAINT sla_id_format CHECK (sla_id ~ '^[a-z][a-z0-9_-]*$'),
     description text NOT NULL,
     kind text NOT NULL
-        CONSTRAINT sla_kind_check CHECK (kind IN ('delivered', 'followed_by')),
+        CONSTRAINT sla_kind_check CHECK (kind IN ('delivered', 'followed_by', 'parked')),
     event_type_pattern text NOT NULL,
     target_system text REFERENCES plantsync.source_system,
     follow_event_type_pattern text,
@@ -28,13 +31,14 @@ CREATE TABLE plantsync.sla (
     enabled boolean NOT NULL DEFAULT true,
     CONSTRAINT sla_kind_fields CHECK (
         (kind = 'delivered' AND target_system IS NOT NULL AND follow_event_type_pattern IS NULL)
-        OR (kind = 'followed_by' AND follow_event_type_pattern IS NOT NULL))
+        OR (kind = 'followed_by' AND follow_event_type_pattern IS NOT NULL)
+        OR (kind = 'parked' AND target_system IS NULL AND follow_event_type_pattern IS NULL))
 );
-COMMENT ON TABLE plantsync.sla IS 'Service levels the integration promises: events delivered to a system within a time, or an event followed by another for the same lot or order within a time. Checked by plantsync.check_slas().';
+COMMENT ON TABLE plantsync.sla IS 'Service levels the integration promises: events delivered to a system within a time, an event followed by another for the same lot or order within a time, or a parked message applied within a time. Checked by plantsync.check_slas().';
 COMMENT ON COLUMN plantsync.sla.sla_id IS 'Name.';
 COMMENT ON COLUMN plantsync.sla.description IS 'The promise in words (shown in alerts).';
-COMMENT ON COLUMN plantsync.sla.kind IS 'delivered or followed_by.';
-COMMENT ON COLUMN plantsync.sla.event_type_pattern IS 'Events that start the clock (LIKE pattern on the event type, e.g. lot.blocked).';
+COMMENT ON COLUMN plantsync.sla.kind IS 'delivered, followed_by or parked.';
+COMMENT ON COLUMN plantsync.sla.event_type_pattern IS 'Events that start the clock (LIKE pattern on the event type, e.g. lot.blocked); for parked, the message types (e.g. mes.%).';
 COMMENT ON COLUMN plantsync.sla.target_system IS 'delivered: the system whose endpoints must have received the event.';
 COMMENT ON COLUMN plantsync.sla.follow_event_type_pattern IS 'followed_by: the event that stops the clock (LIKE pattern).';
 COMMENT ON COLUMN plantsync.sla.match_on IS 'followed_by: what the two events must share: lot, order or correlation id.';
@@ -50,7 +54,8 @@ CREATE TABLE plantsync.alert (
     sla_id text NOT NULL REFERENCES plantsync.sla ON DELETE CASCADE,
     alert_key text NOT NULL,
     status text NOT NULL DEFAULT 'open',
-    event_id uuid NOT NULL,
+    event_id uuid,
+    inbox_id uuid,
     event_type text NOT NULL,
     order_id uuid,
     order_number text,
@@ -64,7 +69,8 @@ CREATE TABLE plantsync.alert (
     cleared_at timestamptz,
     message text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT alert_site_key UNIQUE (site_id, sla_id, alert_key)
+    CONSTRAINT alert_site_key UNIQUE (site_id, sla_id, alert_key),
+    CONSTRAINT alert_has_cause CHECK (event_id IS NOT NULL OR inbox_id IS NOT NULL)
 );
 CREATE INDEX alert_open_idx ON plantsync.alert (sla_id) WHERE status = 'open';
 COMMENT ON TABLE plantsync.alert IS 'A breached SLA, with its business context (plant, line, order, lot). open until the promise is kept (late) or a person closes it; each change is an event (alert.open, alert.cleared) that routes can send to an endpoint.';
@@ -73,8 +79,9 @@ COMMENT ON COLUMN plantsync.alert.site_id IS 'Plant.';
 COMMENT ON COLUMN plantsync.alert.sla_id IS 'SLA breached.';
 COMMENT ON COLUMN plantsync.alert.alert_key IS 'What breached it (the SLA and the starting event); one alert per SLA and event.';
 COMMENT ON COLUMN plantsync.alert.status IS 'open or cleared.';
-COMMENT ON COLUMN plantsync.alert.event_id IS 'The event that started the clock.';
-COMMENT ON COLUMN plantsync.alert.event_type IS 'Its type.';
+COMMENT ON COLUMN plantsync.alert.event_id IS 'The event that started the clock (delivered and followed_by SLAs).';
+COMMENT ON COLUMN plantsync.alert.inbox_id IS 'The parked message (parked SLAs; see plantsync.inbox).';
+COMMENT ON COLUMN plantsync.alert.event_type IS 'Its type (the message type for a parked message).';
 COMMENT ON COLUMN plantsync.alert.order_id IS 'Production order, when there is one.';
 COMMENT ON COLUMN plantsync.alert.order_number IS 'Its number.';
 COMMENT ON COLUMN plantsync.alert.lot_id IS 'Lot, when there is one.';
@@ -118,6 +125,7 @@ BEGIN
                  WHEN 'delivered' THEN NOT EXISTS (
                      SELECT 1 FROM plantsync.delivery d JOIN plantsync.endpoint en ON en.endpoint_id = d.endpoint_id
                       WHERE d.event_id = a.event_id AND en.system_code = s.target_system AND d.status <> 'delivered')
+                 WHEN 'parked' THEN NOT EXISTS (SELECT 1 FROM plantsync.inbox i WHERE i.id = a.inbox_id AND i.status = 'parked')
                  ELSE EXISTS (
                      SELECT 1 FROM plantsync.event f
                       WHERE f.type LIKE s.follow_event_type_pattern AND f.site_id = a.site_id AND f.time >= a.started_at
@@ -136,7 +144,7 @@ BEGIN
                e.correlation_id, e.time AS started_at, e.time + s.within AS due_at
           FROM plantsync.sla s
           JOIN plantsync.event e ON e.type LIKE s.event_type_pattern AND (s.site_id IS NULL OR e.site_id = s.site_id)
-         WHERE s.enabled AND e.site_id IS NOT NULL AND e.time + s.within <= t
+         WHERE s.enabled AND s.kind <> 'parked' AND e.site_id IS NOT NULL AND e.time + s.within <= t
            -- only breaches that can still be news: the last day of events
            AND e.recorded_at > t - s.within - interval '1 day'
            AND CASE s.kind
@@ -167,6 +175,26 @@ BEGIN
         RETURNING 1
     )
     SELECT count(*) INTO raised FROM ins;
+
+    -- messages parked too long
+    WITH ins AS (
+        INSERT INTO plantsync.alert (site_id, sla_id, alert_key, inbox_id, event_type, order_id, order_number, lot_id, lot_number,
+                                     started_at, due_at, raised_at, message)
+        SELECT i.site_id, s.sla_id, s.sla_id || ':' || i.id, i.id, i.message_type,
+               (SELECT o.id FROM plantsync.production_order o WHERE o.site_id = i.site_id AND o.order_number = i.payload ->> 'order'),
+               i.payload ->> 'order',
+               (SELECT l.id FROM plantsync.lot l WHERE l.site_id = i.site_id AND l.lot_number = i.payload ->> 'lot' LIMIT 1),
+               i.payload ->> 'lot', i.received_at, i.received_at + s.within, t,
+               format('%s: %s message %s of %s at %s is parked since %s, waiting for %s', s.description, i.system_code, i.message_id,
+                      i.message_type, i.site_id, i.received_at, i.waiting_for)
+          FROM plantsync.sla s
+          JOIN plantsync.inbox i ON i.status = 'parked' AND i.message_type LIKE s.event_type_pattern
+                                AND (s.site_id IS NULL OR i.site_id = s.site_id)
+         WHERE s.enabled AND s.kind = 'parked' AND i.site_id IS NOT NULL AND i.received_at + s.within <= t
+        ON CONFLICT (site_id, sla_id, alert_key) DO NOTHING
+        RETURNING 1
+    )
+    SELECT raised + count(*) INTO raised FROM ins;
     RETURN NEXT;
 END
 $$;

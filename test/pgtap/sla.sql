@@ -78,5 +78,28 @@ SELECT lives_ok($$SELECT plantsync.close_alert((SELECT id FROM plantsync.alert W
 SELECT is((SELECT reason FROM plantsync.state_change WHERE entity = 'alert' AND to_state = 'cleared' ORDER BY changed_at DESC LIMIT 1),
           'ERP down for maintenance, INC-9', 'with the reason in the history');
 
+-- a message parked too long: an alert, cleared when its order arrives
+RESET plantsync.source_system;
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('SL', 'WH', 'Store');
+INSERT INTO plantsync.sla (sla_id, description, kind, event_type_pattern, within)
+VALUES ('parked-mes', 'Nothing from the MES waits more than 30 minutes for its order', 'parked', 'mes.%', '30 minutes');
+SELECT throws_ok($$INSERT INTO plantsync.sla (sla_id, description, kind, event_type_pattern, target_system, within) VALUES ('z', 'z', 'parked', 'mes.%', 'erp', '1 minute')$$,
+                 '23514', NULL, 'a parked SLA names no target system');
+RESET plantsync.source_system;
+SELECT is(plantsync.mes_complete('sl-mes-1', '{"site": "SL", "order": "SL-PO-1", "lot": "SL-FG-1", "quantity": 5, "uom": "KG", "location": "WH"}') ->> 'message',
+          'parked', 'a completion for an order not released yet is parked');
+SELECT results_eq($$SELECT raised FROM plantsync.check_slas(now() + interval '20 minutes')$$, $$VALUES (0)$$, 'not late after 20 minutes');
+SELECT results_eq($$SELECT raised FROM plantsync.check_slas(now() + interval '31 minutes')$$, $$VALUES (1)$$, 'late after 31 minutes: an alert');
+SELECT results_eq($$SELECT event_type, order_number, lot_number, status FROM plantsync.alert WHERE sla_id = 'parked-mes'$$,
+                  $$VALUES ('mes.complete', 'SL-PO-1', 'SL-FG-1', 'open')$$, 'naming the message type, the order and the lot');
+SELECT matches((SELECT message FROM plantsync.alert WHERE sla_id = 'parked-mes'),
+               '^Nothing from the MES waits more than 30 minutes for its order: mes message sl-mes-1 of mes.complete at SL is parked since .*, waiting for order SL-PO-1$',
+               'and saying what it waits for');
+SELECT results_eq($$SELECT raised FROM plantsync.check_slas(now() + interval '40 minutes')$$, $$VALUES (0)$$, 'one alert per parked message');
+SELECT is(plantsync.erp_release_order('sl-erp-1', '{"site": "SL", "order": "SL-PO-1", "material": "FG", "quantity": 5, "uom": "KG", "due_date": "2026-12-31"}') ->> 'message',
+          'applied', 'the order arrives');
+SELECT results_eq($$SELECT cleared FROM plantsync.check_slas(now() + interval '41 minutes')$$, $$VALUES (1)$$, 'the parked message applied, the alert clears');
+
 SELECT * FROM finish();
 ROLLBACK;
