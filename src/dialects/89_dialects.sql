@@ -68,6 +68,19 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.dialect_site(text, text, text, text) IS 'The site an inbound ERP document is for, from its ERPNext company or SAP plant (plantsync.dialect_mapping rows with plant_value ''*''), or a site of that id.';
 
+-- The stock type a lot's disposition puts its stock in (as
+-- plantsync.inventory_balance has it); NULL where the lot has no stock
+-- to speak of.
+CREATE FUNCTION plantsync.disposition_stock_type(p_disposition text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE p_disposition WHEN 'restricted' THEN 'quality' WHEN 'blocked' THEN 'blocked' WHEN 'rejected' THEN 'blocked'
+                              WHEN 'unrestricted' THEN 'unrestricted' WHEN 'in_process' THEN 'unrestricted' END
+$$;
+COMMENT ON FUNCTION plantsync.disposition_stock_type(text) IS 'Stock type of a lot disposition: restricted is quality inspection stock, blocked and rejected are blocked, unrestricted and in_process unrestricted.';
+
 -- A transform is for one entity's events; a route pointing it at others
 -- is refused with a hint, not turned into a wrong document.
 CREATE FUNCTION plantsync.require_event_entity(ev plantsync.event, p_entity text, p_transform text)
@@ -512,3 +525,54 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.event_from_cloudevent(jsonb) IS
 'A CloudEvents 1.0 structured-mode object read back as a plantsync.event (the inverse of plantsync.cloudevent): specversion, id, source and type are required; the plant extensions fill the envelope. Columns the CloudEvent does not carry (recorded_at, transaction id, from_state, to_state) are NULL.';
+
+-- ERPNext has no stock types: a lot held (quality inspection, blocked,
+-- rejected) lives in the site's quarantine warehouse, a released one in its
+-- own. A disposition change across that line moves every location's stock.
+CREATE FUNCTION plantsync.erpnext_lot_transfer(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    was_held boolean := plantsync.disposition_stock_type(ev.from_state) IN ('quality', 'blocked');
+    is_held boolean := plantsync.disposition_stock_type(ev.to_state) IN ('quality', 'blocked');
+    quarantine text := plantsync.dialect_name(ev.site_id, 'erpnext', 'quarantine_warehouse', '*');
+    items jsonb;
+BEGIN
+    PERFORM plantsync.require_event_entity(ev, 'lot', 'erpnext_lot_transfer');
+    IF was_held IS NULL OR is_held IS NULL OR was_held = is_held THEN
+        RETURN NULL;
+    END IF;
+    IF quarantine IS NULL OR quarantine = '*' THEN
+        RAISE EXCEPTION 'site "%" has no ERPNext quarantine warehouse', ev.site_id USING ERRCODE = 'undefined_object',
+            HINT = 'Add it: INSERT INTO plantsync.dialect_mapping VALUES (site, ''erpnext'', ''quarantine_warehouse'', ''*'', ''Quarantine - ACME'').';
+    END IF;
+    SELECT jsonb_agg(jsonb_build_object(
+               'item_code', plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number),
+               'qty', b.base_quantity, 'uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', m.base_uom),
+               'batch_no', l.lot_number,
+               's_warehouse', CASE WHEN is_held THEN plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', loc.location_code) ELSE quarantine END,
+               't_warehouse', CASE WHEN is_held THEN quarantine ELSE plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', loc.location_code) END)
+               ORDER BY loc.location_code)
+      INTO items
+      FROM plantsync.stock_balance b
+      JOIN plantsync.lot l ON l.id = b.lot_id
+      JOIN plantsync.material m ON m.id = b.material_id
+      JOIN plantsync.storage_location loc ON loc.id = b.storage_location_id
+     WHERE b.lot_id = ev.entity_id AND b.base_quantity > 0;
+    IF items IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object(
+        'doctype', 'Stock Entry', 'stock_entry_type', 'Material Transfer', 'purpose', 'Material Transfer',
+        'company', plantsync.dialect_name(ev.site_id, 'erpnext', 'company', '*'),
+        'posting_date', to_char(ev.time AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+        'posting_time', to_char(ev.time AT TIME ZONE 'UTC', 'HH24:MI:SS'), 'set_posting_time', 1,
+        'remarks', format('plantsync lot %s %s %s', ev.lot_number, ev.to_state, ev.id),
+        'docstatus', 1,
+        'items', items);
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_lot_transfer(plantsync.event) IS
+'Route transform: for a lot event whose disposition crosses between held (restricted, blocked, rejected) and released (unrestricted), an ERPNext Stock Entry moving the lot''s stock at every location into or out of the site''s quarantine warehouse. NULL (nothing sent) otherwise.';

@@ -49,6 +49,19 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.from_odata_date(text, text) IS 'Reads an OData V2 date (/Date(ms)/ or /Date(ms+hhmm)/) or an ISO 8601 date; an error names the field otherwise.';
 
+-- The transfer posting between two stock types.
+CREATE FUNCTION plantsync.sap_stock_type_movement(p_from text, p_to text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE p_from || '>' || p_to
+        WHEN 'quality>unrestricted' THEN '321' WHEN 'unrestricted>quality' THEN '322'
+        WHEN 'quality>blocked' THEN '350' WHEN 'blocked>quality' THEN '349'
+        WHEN 'blocked>unrestricted' THEN '343' WHEN 'unrestricted>blocked' THEN '344' END
+$$;
+COMMENT ON FUNCTION plantsync.sap_stock_type_movement(text, text) IS 'SAP movement type of a transfer posting between stock types (quality, unrestricted, blocked): 321, 322, 350, 349, 343, 344.';
+
 -- SAP's goods movement type and movement code for a movement of the
 -- ledger. Stock type changes: 321 quality -> unrestricted, 322 back; 350
 -- quality -> blocked, 349 back; 343 blocked -> unrestricted, 344 back.
@@ -79,10 +92,7 @@ BEGIN
         -- writing transaction, so it is the disposition at posting)
         WHEN 'scrap' THEN CASE (SELECT l.disposition FROM plantsync.lot l WHERE l.id = mv.lot_id)
                               WHEN 'restricted' THEN '553' WHEN 'blocked' THEN '555' WHEN 'rejected' THEN '555' ELSE '551' END
-        WHEN 'status_change' THEN CASE mv.from_stock_type || '>' || mv.to_stock_type
-            WHEN 'quality>unrestricted' THEN '321' WHEN 'unrestricted>quality' THEN '322'
-            WHEN 'quality>blocked' THEN '350' WHEN 'blocked>quality' THEN '349'
-            WHEN 'blocked>unrestricted' THEN '343' WHEN 'unrestricted>blocked' THEN '344' END
+        WHEN 'status_change' THEN plantsync.sap_stock_type_movement(mv.from_stock_type, mv.to_stock_type)
         END;
     movement_code := CASE mv.movement_type
         WHEN 'goods_receipt' THEN '05' WHEN 'production_receipt' THEN '02'
@@ -315,3 +325,49 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT plantsync.receive('erp.order_release', message_id, plantsync.from_sap_production_order(payload)) $$;
 COMMENT ON FUNCTION plantsync.erp_release_order_sap(text, jsonb) IS 'ERP: release a production order sent as a SAP production order (see plantsync.from_sap_production_order); kept in the inbox as the canonical release.';
 REVOKE EXECUTE ON FUNCTION plantsync.erp_release_order_sap(text, jsonb) FROM PUBLIC;
+
+-- A lot's disposition changed by a usage decision or a hold: its stock, at
+-- every location, changes stock type in SAP (321 released from quality
+-- inspection, 350 blocked, 343/344 a hold lifted or placed). A disposition
+-- change that moves no stock between stock types sends nothing.
+CREATE FUNCTION plantsync.sap_lot_stock_transfer(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mtype text := plantsync.sap_stock_type_movement(plantsync.disposition_stock_type(ev.from_state),
+                                                    plantsync.disposition_stock_type(ev.to_state));
+    items jsonb;
+BEGIN
+    PERFORM plantsync.require_event_entity(ev, 'lot', 'sap_lot_stock_transfer');
+    IF mtype IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT jsonb_agg(jsonb_build_object(
+               'Material', plantsync.dialect_name(ev.site_id, 'sap', 'item', m.material_number),
+               'Plant', plantsync.dialect_name(ev.site_id, 'sap', 'plant', '*'),
+               'StorageLocation', plantsync.dialect_name(ev.site_id, 'sap', 'warehouse', loc.location_code),
+               'Batch', COALESCE(l.erp_ref, l.lot_number),
+               'GoodsMovementType', mtype,
+               'EntryUnit', plantsync.dialect_name(ev.site_id, 'sap', 'uom', m.base_uom),
+               'QuantityInEntryUnit', plantsync.odata_decimal(b.base_quantity)) ORDER BY loc.location_code)
+      INTO items
+      FROM plantsync.stock_balance b
+      JOIN plantsync.lot l ON l.id = b.lot_id
+      JOIN plantsync.material m ON m.id = b.material_id
+      JOIN plantsync.storage_location loc ON loc.id = b.storage_location_id
+     WHERE b.lot_id = ev.entity_id AND b.base_quantity > 0;
+    IF items IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object(
+        'PostingDate', plantsync.odata_date(ev.time),
+        'DocumentDate', plantsync.odata_date(ev.time),
+        'GoodsMovementCode', '04',
+        'MaterialDocumentHeaderText', left(format('plantsync %s %s', ev.lot_number, ev.to_state), 25),
+        'to_MaterialDocumentItem', jsonb_build_object('results', items));
+END
+$$;
+COMMENT ON FUNCTION plantsync.sap_lot_stock_transfer(plantsync.event) IS
+'Route transform: for a lot event whose disposition change moves its stock between stock types (restricted = quality inspection, blocked or rejected = blocked, unrestricted), a SAP material document (API_MATERIAL_DOCUMENT_SRV) with one transfer posting per location holding the lot: 321 on release from quality inspection, 350 on a block from it, 344/343 for a hold placed or lifted. NULL (nothing sent) when no stock changes stock type.';

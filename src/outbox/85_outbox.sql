@@ -284,7 +284,7 @@ COMMENT ON COLUMN plantsync.route.event_type_pattern IS 'Event types the route t
 COMMENT ON COLUMN plantsync.route.event_type_like IS 'The pattern as a LIKE pattern (derived).';
 COMMENT ON COLUMN plantsync.route.filter IS 'Optional jsonpath predicate on the event data, e.g. $.material_type == "finished".';
 COMMENT ON COLUMN plantsync.route.endpoint_id IS 'Endpoint the deliveries go to.';
-COMMENT ON COLUMN plantsync.route.transform IS 'SQL function (plantsync.event) -> jsonb building the request body; NULL sends the event itself.';
+COMMENT ON COLUMN plantsync.route.transform IS 'SQL function (plantsync.event) -> jsonb building the request body; NULL (no function) sends the event itself. A function that returns NULL for an event has nothing to send for it: no delivery is created.';
 COMMENT ON COLUMN plantsync.route.mode IS 'realtime: one request per event; batched: one request per batch (window or size, whichever first); reconcile_only: recorded, never sent.';
 COMMENT ON COLUMN plantsync.route.batch_window_ms IS 'Batched mode: how long the oldest delivery of a batch may wait, in milliseconds.';
 COMMENT ON COLUMN plantsync.route.batch_max_size IS 'Batched mode: most deliveries in one request.';

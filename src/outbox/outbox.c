@@ -178,9 +178,13 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 						   " SELECT ev.id, ev.recorded_at, ev.type, rt.route_id, rt.endpoint_id, rt.mode,"
 						   " CASE rt.mode WHEN 'reconcile_only' THEN 'recorded' ELSE 'pending' END,"
 						   " ev.aggregate_type || ':' || ev.aggregate_id, ev.aggregate_seq,"
-						   " CASE WHEN rt.transform IS NOT NULL THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END"
+						   " b.body"
 						   " FROM ev JOIN plantsync.route rt ON rt.enabled AND ev.type LIKE rt.event_type_like"
 						   " AND (rt.filter IS NULL OR jsonb_path_exists(ev.data, rt.filter, '{}', true))"
+						   " CROSS JOIN LATERAL (SELECT CASE WHEN rt.transform IS NOT NULL"
+						   " THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END AS body) b"
+	/* a transform that returns NULL has nothing to send for this event */
+						   " WHERE rt.transform IS NULL OR b.body IS NOT NULL"
 						   " RETURNING status)"
 						   " SELECT CASE WHEN $13 THEN to_jsonb(ev)::text END,"
 						   " (SELECT count(*) FROM dl WHERE status = 'pending') FROM ev");

@@ -252,6 +252,7 @@ DECLARE
     l plantsync.lot;
     il uuid;
     ud uuid;
+    nc uuid;
     new_disposition text := CASE m ->> 'decision' WHEN 'accept' THEN 'unrestricted' ELSE 'rejected' END;
 BEGIN
     SELECT * INTO l FROM plantsync.lot WHERE site_id = site AND lot_number = m ->> 'lot';
@@ -281,8 +282,18 @@ BEGIN
     END IF;
     UPDATE plantsync.inspection_lot SET status = CASE m ->> 'decision' WHEN 'accept' THEN 'accepted' ELSE 'rejected' END WHERE id = il;
     UPDATE plantsync.lot SET disposition = new_disposition WHERE id = l.id;
-    RETURN jsonb_build_object('lot_id', l.id, 'inspection_lot_id', il, 'usage_decision_id', ud, 'disposition', new_disposition,
-                              'signed', m ? 'signature');
+    -- a rejected lot is a nonconformance to work on, opened with the decision
+    IF m ->> 'decision' = 'reject' THEN
+        INSERT INTO plantsync.nonconformance (site_id, nc_number, severity, title, description, material_id, lot_id, inspection_lot_id,
+                                              production_order_id)
+        SELECT site, 'NC-' || i.inspection_lot_number, 'major', format('Lot %s rejected', l.lot_number),
+               concat_ws(': ', m ->> 'code', m ->> 'comment'), l.material_id, l.id, i.id, l.production_order_id
+          FROM plantsync.inspection_lot i WHERE i.id = il
+        ON CONFLICT (site_id, nc_number) DO NOTHING
+        RETURNING id INTO nc;
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('lot_id', l.id, 'inspection_lot_id', il, 'usage_decision_id', ud, 'disposition', new_disposition,
+                                                'signed', m ? 'signature', 'nonconformance_id', nc));
 END
 $$;
 
@@ -291,7 +302,7 @@ COMMENT ON FUNCTION plantsync.handle_erp_order_cancel(jsonb) IS 'Handler of erp.
 COMMENT ON FUNCTION plantsync.handle_mes_consume(jsonb, text) IS 'Handler of mes.consume: a consumption in the ledger (which links the genealogy).';
 COMMENT ON FUNCTION plantsync.handle_mes_confirm(jsonb, text) IS 'Handler of mes.confirm: a confirmation; the order is in progress from the first one.';
 COMMENT ON FUNCTION plantsync.handle_mes_complete(jsonb, text) IS 'Handler of mes.complete: the produced lot in restricted disposition (quality-inspection stock), its production receipt, the order completed.';
-COMMENT ON FUNCTION plantsync.handle_qms_usage_decision(jsonb) IS 'Handler of qms.usage_decision: the usage decision on the lot''s inspection lot (created if QMS did not announce one) and the lot''s new disposition.';
+COMMENT ON FUNCTION plantsync.handle_qms_usage_decision(jsonb) IS 'Handler of qms.usage_decision: the usage decision on the lot''s inspection lot (created if QMS did not announce one) and the lot''s new disposition; a rejection opens a nonconformance (NC-<inspection lot>) about the lot.';
 
 -- ---------- the inbox ----------
 

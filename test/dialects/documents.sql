@@ -29,6 +29,13 @@ SELECT name, kind, doc FROM (
     SELECT 'erpnext_non_conformance-' || e.type, 'json', plantsync.erpnext_non_conformance(e)::text
       FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'nonconformance'
     UNION ALL
+    -- (dated by the event's time, which is the fixture's run: left out)
+    SELECT 'sap_lot_stock_transfer-' || e.lot_number || '-' || e.type, 'json', (plantsync.sap_lot_stock_transfer(e) - 'PostingDate' - 'DocumentDate')::text
+      FROM plantsync.event e WHERE e.site_id = 'DX' AND e.entity = 'lot' AND plantsync.sap_lot_stock_transfer(e) IS NOT NULL
+    UNION ALL
+    SELECT 'erpnext_lot_transfer-' || e.lot_number || '-' || e.type, 'json', (plantsync.erpnext_lot_transfer(e) - 'posting_date' - 'posting_time')::text
+      FROM plantsync.event e WHERE e.site_id = 'DX' AND e.entity = 'lot' AND plantsync.erpnext_lot_transfer(e) IS NOT NULL
+    UNION ALL
     SELECT 'cloudevent-' || e.type, 'json', plantsync.cloudevent(e)::text
       FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.type IN ('production_order.released', 'material_movement.recorded') AND k IN ('WO-0001', 'DX-2')
     UNION ALL

@@ -51,6 +51,12 @@ SELECT pg_temp.expect(p -> 'messages' -> 0 -> 'payload' = '{"site": "DX", "mater
   FROM plantsync.lot l, LATERAL (SELECT plantsync.parse_b2mml(plantsync.b2mml_material_lot(l.id)::text, 'DX') AS p) x
  WHERE l.lot_number = 'Y-1';
 
+-- lot disposition changes that move no stock between stock types send nothing
+SELECT pg_temp.expect(count(*) FILTER (WHERE plantsync.sap_lot_stock_transfer(e) IS NOT NULL) = 1
+                      AND count(*) FILTER (WHERE plantsync.erpnext_lot_transfer(e) IS NOT NULL) = 1 AND count(*) = 3,
+                      'of the three lot events only the release of Y-1 from quality inspection is a stock transfer', count(*)::text)
+  FROM plantsync.event e WHERE e.site_id = 'DX' AND e.entity = 'lot';
+
 -- Imports of the schedules (ERP) and the performance (MES), three namespaces
 SELECT pg_temp.expect(plantsync.erp_import_b2mml('SCHED-V0401', 'DX', :'sched_V0401') ->> 'message' = 'applied', 'V0401 schedule imported');
 SELECT pg_temp.expect(plantsync.erp_import_b2mml('SCHED-V0600', 'DX', :'sched_V0600') ->> 'message' = 'applied', 'V0600 schedule imported');

@@ -37,10 +37,12 @@ SET plantsync.source_system = 'hub';
 INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, path_template, headers, retry_schedule)
 VALUES ('b2mml', 'erp', 'http://127.0.0.1:{port}/b2mml', true, '', '{{"Content-Type": "application/xml"}}', '{{0, 200 ms}}'),
        ('ce', 'qms', 'http://127.0.0.1:{port}/ce', true, '', '{{"content-type": "application/cloudevents-batch+json"}}', '{{0, 200 ms}}'),
-       ('sap', 'erp', 'http://127.0.0.1:{port}/sap', true, '/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader', '{{}}', '{{0, 200 ms}}');
+       ('sap', 'erp', 'http://127.0.0.1:{port}/sap', true, '/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader', '{{}}', '{{0, 200 ms}}'),
+       ('saplots', 'erp', 'http://127.0.0.1:{port}/saplots', true, '', '{{}}', '{{0, 200 ms}}');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, transform)
 VALUES ('b2mml-performance', 'production_order.completed', 'b2mml', 'plantsync.b2mml_performance_transform'),
-       ('sap-movements', 'material_movement.recorded', 'sap', 'plantsync.sap_material_document');
+       ('sap-movements', 'material_movement.recorded', 'sap', 'plantsync.sap_material_document'),
+       ('sap-lots', 'lot.*', 'saplots', 'plantsync.sap_lot_stock_transfer');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, transform, mode, batch_window_ms, batch_max_size)
 VALUES ('ce-movements', 'material_movement.recorded', 'ce', 'plantsync.cloudevent', 'batched', 300, 50);
 RESET plantsync.source_system;
@@ -92,6 +94,14 @@ RESET plantsync.source_system;
     types = sorted(json.loads(r["body"])["to_MaterialDocumentItem"]["results"][0]["GoodsMovementType"] for r in sap)
     check("SAP receives one material document per movement with its goods movement type",
           types == sorted(["501", "261", "261", "262", "101", "311", "551", "321", "344", "343"]), str(types))
+    lots = [json.loads(r["body"]) for r in reqs if r["path"] == "/saplots"]
+    items = [i for d in lots for i in d["to_MaterialDocumentItem"]["results"]]
+    check("a usage decision's release reaches SAP as one 321 transfer posting of the lot's stock; lot events that move no stock send nothing",
+          len(lots) == 1 and [(i["Batch"], i["GoodsMovementType"], i["QuantityInEntryUnit"], i["StorageLocation"]) for i in items]
+          == [("Y-1", "321", "100", "0002")], json.dumps(lots)[:400])
+    check("no delivery is created for the lot events the transform skips",
+          psql("SELECT count(*) FROM plantsync.delivery WHERE route_id = 'sap-lots'") == "1",
+          psql("SELECT count(*) FROM plantsync.delivery WHERE route_id = 'sap-lots'"))
     check("SAP material documents are JSON", all(r["content_types"] == ["application/json"] for r in sap),
           str({tuple(r["content_types"]) for r in sap}))
 

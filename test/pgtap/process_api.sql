@@ -117,6 +117,9 @@ SELECT is(plantsync.mes_complete('mes-5', '{"site": "PA", "order": "PO-12", "lot
           'applied', 'completed straight away');
 SELECT is(plantsync.qms_usage_decision('qms-2', '{"site": "PA", "lot": "FG-2", "decision": "reject", "decided_by": "qa.lead", "comment": "viscosity"}') ->> 'disposition',
           'rejected', 'rejected');
+SELECT results_eq($$SELECT n.status, n.title, n.description, l.lot_number FROM plantsync.nonconformance n JOIN plantsync.lot l ON l.id = n.lot_id
+                     WHERE n.site_id = 'PA' AND n.inspection_lot_id IS NOT NULL$$,
+                  $$VALUES ('draft', 'Lot FG-2 rejected', 'viscosity', 'FG-2')$$, 'a rejection opens a nonconformance about the lot');
 SELECT throws_ok($$SELECT plantsync.mes_consume('mes-6', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-2", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
                  'PS006', NULL, 'a rejected lot cannot be consumed');
 SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-3', '{"site": "PA", "lot": "FG-2", "decision": "maybe", "decided_by": "x"}')$$,
