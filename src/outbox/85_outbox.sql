@@ -282,7 +282,7 @@ COMMENT ON TABLE plantsync.route IS 'Routes: which events go to which endpoint, 
 COMMENT ON COLUMN plantsync.route.route_id IS 'Name of the route.';
 COMMENT ON COLUMN plantsync.route.event_type_pattern IS 'Event types the route takes; * matches any characters, e.g. production_order.* or *.released.';
 COMMENT ON COLUMN plantsync.route.event_type_like IS 'The pattern as a LIKE pattern (derived).';
-COMMENT ON COLUMN plantsync.route.filter IS 'Optional jsonpath predicate on the event data, e.g. $.material_type == "finished".';
+COMMENT ON COLUMN plantsync.route.filter IS 'Optional jsonpath on the event data: a predicate ($.material_type == "finished"), or a path that selects ($ ? (@.quantity > 100)); the route takes the event when the predicate is true or the path selects something.';
 COMMENT ON COLUMN plantsync.route.endpoint_id IS 'Endpoint the deliveries go to.';
 COMMENT ON COLUMN plantsync.route.transform IS 'SQL function (plantsync.event) -> jsonb building the request body; NULL (no function) sends the event itself. A function that returns NULL for an event has nothing to send for it: no delivery is created.';
 COMMENT ON COLUMN plantsync.route.mode IS 'realtime: one request per event; batched: one request per batch (window or size, whichever first); reconcile_only: recorded, never sent.';

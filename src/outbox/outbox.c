@@ -175,16 +175,26 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 						   " dl AS ("
 						   " INSERT INTO plantsync.delivery (event_id, event_recorded_at, event_type, route_id,"
 						   " endpoint_id, mode, status, ordering_key, aggregate_seq, body)"
-						   " SELECT ev.id, ev.recorded_at, ev.type, rt.route_id, rt.endpoint_id, rt.mode,"
+						   " SELECT x.id, x.recorded_at, x.type, x.route_id, x.endpoint_id, x.mode, x.status, x.ordering_key,"
+						   " x.aggregate_seq, x.body"
+						   " FROM (SELECT ev.id, ev.recorded_at, ev.type, rt.route_id, rt.endpoint_id, rt.mode,"
 						   " CASE rt.mode WHEN 'reconcile_only' THEN 'recorded' ELSE 'pending' END,"
 						   " ev.aggregate_type || ':' || ev.aggregate_id, ev.aggregate_seq,"
-						   " b.body"
+						   " CASE WHEN rt.transform IS NOT NULL THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END AS body,"
+						   " rt.transform IS NOT NULL AS transformed"
 						   " FROM ev JOIN plantsync.route rt ON rt.enabled AND ev.type LIKE rt.event_type_like"
-						   " AND (rt.filter IS NULL OR jsonb_path_exists(ev.data, rt.filter, '{}', true))"
-						   " CROSS JOIN LATERAL (SELECT CASE WHEN rt.transform IS NOT NULL"
-						   " THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END AS body) b"
-	/* a transform that returns NULL has nothing to send for this event */
-						   " WHERE rt.transform IS NULL OR b.body IS NOT NULL"
+	/*
+	 * the filter is a predicate ($.kind == "scrap": match) or a path that
+	 * selects ($ ? (@.kind == "scrap"): exists)
+	 */
+						   " AND (rt.filter IS NULL OR COALESCE(jsonb_path_match(ev.data, rt.filter, '{}', true),"
+						   " jsonb_path_exists(ev.data, rt.filter, '{}', true)))"
+	/*
+	 * OFFSET 0 keeps the transform after the route's pattern and filter;
+	 * a transform that returns NULL has nothing to send for this event
+	 */
+						   " OFFSET 0) x (id, recorded_at, type, route_id, endpoint_id, mode, status, ordering_key, aggregate_seq, body, transformed)"
+						   " WHERE NOT x.transformed OR x.body IS NOT NULL"
 						   " RETURNING status)"
 						   " SELECT CASE WHEN $13 THEN to_jsonb(ev)::text END,"
 						   " (SELECT count(*) FROM dl WHERE status = 'pending') FROM ev");
