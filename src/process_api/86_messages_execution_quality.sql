@@ -21,6 +21,13 @@ SELECT plantsync.register_contract('mes.downtime', '{
                  "category": {"enum": ["planned", "unplanned", "changeover", "maintenance", "quality", "material_shortage"]},
                  "reason_code": {"type": "string", "minLength": 1}, "description": {"type": "string"}}}',
   'inbound', 'backward', 'MES reports equipment downtime (its id names it: a second message with the same id ends it).');
+SELECT plantsync.register_contract('mes.counter', '{
+  "type": "object", "required": ["site", "equipment", "counter"],
+  "properties": {"site": {"type": "string", "minLength": 1}, "equipment": {"type": "string", "minLength": 1},
+                 "counter": {"type": "string", "minLength": 1}, "add": {"type": "number", "minimum": 0},
+                 "value": {"type": "number", "minimum": 0}},
+  "oneOf": [{"required": ["add"]}, {"required": ["value"]}]}',
+  'inbound', 'backward', 'MES reports a maintenance counter of an equipment: an increment (add) or a reading since the last reset (value).');
 SELECT plantsync.register_contract('qms.inspection_lot', '{
   "type": "object", "required": ["site", "inspection_lot", "lot", "type", "quantity", "uom"],
   "properties": {"site": {"type": "string", "minLength": 1}, "inspection_lot": {"type": "string", "minLength": 1},
@@ -130,6 +137,28 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.handle_mes_operation(jsonb) IS 'Handler of mes.operation: the operation moved to running (start, through ready and dispatched; resume), held, suspended, completed or aborted, with its actual start and end; the order is in progress from the first start.';
 
+-- An ended downtime adds its minutes to the equipment's downtime_minutes
+-- counter, where it has one (planned downtime does not wear a machine).
+CREATE FUNCTION plantsync.count_downtime(p_downtime_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d plantsync.downtime_event;
+    c uuid;
+BEGIN
+    SELECT * INTO d FROM plantsync.downtime_event WHERE id = p_downtime_id;
+    SELECT id INTO c FROM plantsync.maintenance_counter WHERE equipment_id = d.equipment_id AND counter_name = 'downtime_minutes';
+    IF c IS NULL OR d.ended_at IS NULL OR d.category IN ('planned', 'changeover') THEN
+        RETURN NULL;
+    END IF;
+    RETURN plantsync.count_for_maintenance(c, extract(epoch FROM d.ended_at - d.started_at) / 60, NULL, d.id);
+END
+$$;
+COMMENT ON FUNCTION plantsync.count_downtime(uuid) IS 'Used by the downtime handler: an ended, unplanned downtime adds its minutes to the equipment''s downtime_minutes counter (if it has one); returns the maintenance trigger raised.';
+REVOKE EXECUTE ON FUNCTION plantsync.count_downtime(uuid) FROM PUBLIC;
+
 CREATE FUNCTION plantsync.handle_mes_downtime(m jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -139,6 +168,7 @@ DECLARE
     eq uuid := plantsync.lookup_id('equipment', site, 'equipment_code', m ->> 'equipment', 'equipment');
     o uuid;
     d plantsync.downtime_event;
+    t uuid;
 BEGIN
     IF m ? 'order' THEN
         o := (plantsync.released_order(site, m ->> 'order')).id;
@@ -153,17 +183,78 @@ BEGIN
            SET ended_at = (m ->> 'ended_at')::timestamptz, reason_code = m ->> 'reason_code',
                category = COALESCE(m ->> 'category', category), description = COALESCE(m ->> 'description', description)
          WHERE id = d.id;
-        RETURN jsonb_build_object('downtime_id', d.id, 'ended', m ? 'ended_at');
+        IF d.ended_at IS NULL AND m ? 'ended_at' THEN
+            t := plantsync.count_downtime(d.id);
+        END IF;
+        RETURN jsonb_strip_nulls(jsonb_build_object('downtime_id', d.id, 'ended', m ? 'ended_at', 'maintenance_trigger_id', t));
     END IF;
     INSERT INTO plantsync.downtime_event (site_id, equipment_id, order_id, started_at, ended_at, category, reason_code, description,
                                           source_system, external_id)
     VALUES (site, eq, o, (m ->> 'started_at')::timestamptz, (m ->> 'ended_at')::timestamptz, COALESCE(m ->> 'category', 'unplanned'),
             m ->> 'reason_code', COALESCE(m ->> 'description', ''), 'mes', m ->> 'downtime')
     RETURNING * INTO d;
-    RETURN jsonb_build_object('downtime_id', d.id, 'ended', m ? 'ended_at');
+    IF m ? 'ended_at' THEN
+        t := plantsync.count_downtime(d.id);
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('downtime_id', d.id, 'ended', m ? 'ended_at', 'maintenance_trigger_id', t));
 END
 $$;
-COMMENT ON FUNCTION plantsync.handle_mes_downtime(jsonb) IS 'Handler of mes.downtime: a downtime event of the equipment (named by the MES''s downtime id); the same id again records its end.';
+COMMENT ON FUNCTION plantsync.handle_mes_downtime(jsonb) IS 'Handler of mes.downtime: a downtime event of the equipment (named by the MES''s downtime id); the same id again records its end, which feeds the equipment''s downtime_minutes counter.';
+
+-- A counter moved on; past its threshold the hub raises one maintenance
+-- trigger (an event routes send to the maintenance system) until that one
+-- is closed. Downtime feeds a counter named downtime_minutes, where an
+-- equipment has one.
+CREATE FUNCTION plantsync.count_for_maintenance(p_counter_id uuid, p_add numeric, p_value numeric, p_downtime_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c plantsync.maintenance_counter;
+    t uuid;
+    sys text := current_setting('plantsync.source_system');
+BEGIN
+    UPDATE plantsync.maintenance_counter SET current_value = COALESCE(p_value, current_value + p_add)
+     WHERE id = p_counter_id RETURNING * INTO c;
+    IF c.current_value >= c.threshold
+       AND NOT EXISTS (SELECT 1 FROM plantsync.maintenance_trigger mt WHERE mt.counter_id = c.id AND mt.status <> 'closed') THEN
+        -- maintenance requests are the hub's to raise
+        PERFORM set_config('plantsync.source_system', 'hub', true);
+        INSERT INTO plantsync.maintenance_trigger (site_id, equipment_id, counter_id, downtime_event_id, reason)
+        VALUES (c.site_id, c.equipment_id, c.id, p_downtime_id,
+                format('%s at %s %s reached its threshold of %s', c.counter_name, trim_scale(c.current_value), c.uom, trim_scale(c.threshold)))
+        RETURNING id INTO t;
+        PERFORM set_config('plantsync.source_system', sys, true);
+    END IF;
+    RETURN t;
+END
+$$;
+COMMENT ON FUNCTION plantsync.count_for_maintenance(uuid, numeric, numeric, uuid) IS 'Used by the handlers: moves a maintenance counter on (an increment or a reading) and raises a maintenance trigger when it reaches its threshold and none is open for it; returns the trigger raised.';
+REVOKE EXECUTE ON FUNCTION plantsync.count_for_maintenance(uuid, numeric, numeric, uuid) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.handle_mes_counter(m jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    site text := m ->> 'site';
+    eq uuid := plantsync.lookup_id('equipment', site, 'equipment_code', m ->> 'equipment', 'equipment');
+    c uuid;
+    t uuid;
+BEGIN
+    SELECT id INTO c FROM plantsync.maintenance_counter WHERE equipment_id = eq AND counter_name = m ->> 'counter';
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'equipment "%" has no counter "%"', m ->> 'equipment', m ->> 'counter'
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'counter',
+                  HINT = 'Counters and their thresholds are plant configuration (plantsync.maintenance_counter).';
+    END IF;
+    t := plantsync.count_for_maintenance(c, (m ->> 'add')::numeric, (m ->> 'value')::numeric, NULL);
+    RETURN jsonb_strip_nulls(jsonb_build_object('counter_id', c, 'value', (SELECT current_value FROM plantsync.maintenance_counter WHERE id = c),
+                                                'maintenance_trigger_id', t));
+END
+$$;
+COMMENT ON FUNCTION plantsync.handle_mes_counter(jsonb) IS 'Handler of mes.counter: the counter moved on; a maintenance trigger when it reaches its threshold.';
 
 CREATE FUNCTION plantsync.handle_qms_inspection_lot(m jsonb) RETURNS jsonb
 LANGUAGE plpgsql
@@ -329,7 +420,7 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.handle_erp_inventory_snapshot(jsonb) IS 'Handler of erp.inventory_snapshot: the snapshot loaded for reconciliation (see plantsync.load_erp_snapshot).';
 
-REVOKE EXECUTE ON FUNCTION plantsync.handle_mes_operation(jsonb), plantsync.handle_mes_downtime(jsonb),
+REVOKE EXECUTE ON FUNCTION plantsync.handle_mes_operation(jsonb), plantsync.handle_mes_downtime(jsonb), plantsync.handle_mes_counter(jsonb),
     plantsync.handle_qms_inspection_lot(jsonb), plantsync.handle_qms_results(jsonb, text), plantsync.handle_qms_nonconformance(jsonb),
     plantsync.handle_erp_order_change(jsonb), plantsync.handle_erp_inventory_snapshot(jsonb) FROM PUBLIC;
 
@@ -339,6 +430,9 @@ AS $$ SELECT plantsync.receive('mes.operation', message_id, payload) $$;
 CREATE FUNCTION plantsync.mes_downtime(message_id text, payload jsonb) RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT plantsync.receive('mes.downtime', message_id, payload) $$;
+CREATE FUNCTION plantsync.mes_counter(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('mes.counter', message_id, payload) $$;
 CREATE FUNCTION plantsync.qms_inspection_lot(message_id text, payload jsonb) RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT plantsync.receive('qms.inspection_lot', message_id, payload) $$;
@@ -356,11 +450,13 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT plantsync.receive('erp.inventory_snapshot', message_id, payload) $$;
 COMMENT ON FUNCTION plantsync.mes_operation(text, jsonb) IS 'MES: start, hold, resume, suspend, complete or abort an operation (contract mes.operation); parked until the order is released.';
 COMMENT ON FUNCTION plantsync.mes_downtime(text, jsonb) IS 'MES: report equipment downtime, or its end (contract mes.downtime).';
+COMMENT ON FUNCTION plantsync.mes_counter(text, jsonb) IS 'MES: report a maintenance counter (contract mes.counter); past its threshold the hub raises a maintenance trigger.';
 COMMENT ON FUNCTION plantsync.qms_inspection_lot(text, jsonb) IS 'QMS: create an inspection lot for a lot (contract qms.inspection_lot).';
 COMMENT ON FUNCTION plantsync.qms_results(text, jsonb) IS 'QMS: record inspection results (contract qms.results).';
 COMMENT ON FUNCTION plantsync.qms_nonconformance(text, jsonb) IS 'QMS: open a nonconformance or bring it up to date (contract qms.nonconformance).';
 COMMENT ON FUNCTION plantsync.erp_change_order(text, jsonb) IS 'ERP: change a released order''s quantity, due date or priority (contract erp.order_change).';
 COMMENT ON FUNCTION plantsync.erp_inventory_snapshot(text, jsonb) IS 'ERP: send an inventory snapshot for reconciliation (contract erp.inventory_snapshot).';
-REVOKE EXECUTE ON FUNCTION plantsync.mes_operation(text, jsonb), plantsync.mes_downtime(text, jsonb), plantsync.qms_inspection_lot(text, jsonb),
+REVOKE EXECUTE ON FUNCTION plantsync.mes_operation(text, jsonb), plantsync.mes_downtime(text, jsonb), plantsync.mes_counter(text, jsonb),
+    plantsync.qms_inspection_lot(text, jsonb),
     plantsync.qms_results(text, jsonb), plantsync.qms_nonconformance(text, jsonb), plantsync.erp_change_order(text, jsonb),
     plantsync.erp_inventory_snapshot(text, jsonb) FROM PUBLIC;

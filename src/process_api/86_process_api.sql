@@ -324,6 +324,7 @@ BEGIN
         -- execution and quality (src/process_api/86_messages_execution_quality.sql)
         WHEN 'mes.operation' THEN plantsync.handle_mes_operation(p_payload)
         WHEN 'mes.downtime' THEN plantsync.handle_mes_downtime(p_payload)
+        WHEN 'mes.counter' THEN plantsync.handle_mes_counter(p_payload)
         WHEN 'qms.inspection_lot' THEN plantsync.handle_qms_inspection_lot(p_payload)
         WHEN 'qms.results' THEN plantsync.handle_qms_results(p_payload, p_message_id)
         WHEN 'qms.nonconformance' THEN plantsync.handle_qms_nonconformance(p_payload)
@@ -349,7 +350,7 @@ DECLARE
     parked plantsync.inbox;
 BEGIN
     IF p_type IS NULL OR p_type NOT IN ('erp.order_release', 'erp.order_cancel', 'mes.consume', 'mes.confirm', 'mes.complete',
-                                        'qms.usage_decision', 'erp.material', 'erp.batch', 'mes.operation', 'mes.downtime',
+                                        'qms.usage_decision', 'erp.material', 'erp.batch', 'mes.operation', 'mes.downtime', 'mes.counter',
                                         'qms.inspection_lot', 'qms.results', 'qms.nonconformance', 'erp.order_change',
                                         'erp.inventory_snapshot') THEN
         RAISE EXCEPTION 'message type "%" is not known', p_type USING ERRCODE = 'invalid_parameter_value';

@@ -208,6 +208,41 @@ SELECT throws_ok($$SELECT plantsync.mes_downtime('dt-4', '{"site": "PA", "downti
                                                            "ended_at": "2026-12-01T08:00:00Z", "reason_code": "JAM"}')$$,
                  '23514', NULL, 'a downtime that ends before it starts is refused');
 
+-- counters and downtime raise maintenance triggers for the maintenance system
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http) VALUES ('pa-maint', 'hub', 'http://127.0.0.1:9/maint', true);
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('pa-maint', 'maintenance_trigger.*', 'pa-maint');
+SET LOCAL plantsync.source_system = 'mes';
+INSERT INTO plantsync.maintenance_counter (site_id, equipment_id, counter_name, uom, threshold)
+SELECT 'PA', id, c.name, c.uom, c.t FROM plantsync.equipment, (VALUES ('strokes', 'EA', 1000), ('downtime_minutes', 'MIN', 60)) c (name, uom, t)
+ WHERE site_id = 'PA' AND equipment_code = 'WC1';
+RESET plantsync.source_system;
+SELECT is(plantsync.mes_counter('cnt-1', '{"site": "PA", "equipment": "WC1", "counter": "strokes", "add": 600}') ->> 'value', '600', 'a counter moves on');
+SELECT is(plantsync.mes_counter('cnt-2', '{"site": "PA", "equipment": "WC1", "counter": "strokes", "add": 500}') ? 'maintenance_trigger_id', true,
+          'past its threshold a maintenance trigger is raised');
+SELECT results_eq($$SELECT t.reason, t.status, t.downtime_event_id IS NULL FROM plantsync.maintenance_trigger t JOIN plantsync.maintenance_counter c ON c.id = t.counter_id
+                     WHERE c.counter_name = 'strokes'$$, $$VALUES ('strokes at 1100 EA reached its threshold of 1000', 'open', true)$$, 'saying why');
+SELECT is((SELECT count(*) FROM plantsync.delivery WHERE route_id = 'pa-maint'), 1::bigint, 'an event the maintenance route sends on');
+SELECT is(plantsync.mes_counter('cnt-3', '{"site": "PA", "equipment": "WC1", "counter": "strokes", "value": 1200}') ? 'maintenance_trigger_id', false,
+          'no second trigger while the first is open');
+SELECT throws_ok($$SELECT plantsync.mes_counter('cnt-4', '{"site": "PA", "equipment": "WC1", "counter": "hours", "add": 1}')$$,
+                 '23503', 'equipment "WC1" has no counter "hours"', 'an unknown counter is named');
+SELECT throws_ok($$SELECT plantsync.mes_counter('cnt-5', '{"site": "PA", "equipment": "WC1", "counter": "strokes"}')$$,
+                 'PS010', NULL, 'a counter message says add or value');
+SELECT is(plantsync.mes_downtime('dt-10', '{"site": "PA", "downtime": "DT-10", "equipment": "WC1", "started_at": "2026-12-02T08:00:00Z",
+                                            "ended_at": "2026-12-02T08:40:00Z", "reason_code": "JAM"}') ? 'maintenance_trigger_id', false,
+          'a 40-minute stop: under the 60 downtime minutes that call for maintenance');
+SELECT is(plantsync.mes_downtime('dt-11', '{"site": "PA", "downtime": "DT-11", "equipment": "WC1", "started_at": "2026-12-02T10:00:00Z",
+                                            "reason_code": "JAM"}') ? 'maintenance_trigger_id', false, 'another stop begins');
+SELECT is(plantsync.mes_downtime('dt-12', '{"site": "PA", "downtime": "DT-11", "equipment": "WC1", "started_at": "2026-12-02T10:00:00Z",
+                                            "ended_at": "2026-12-02T10:30:00Z", "reason_code": "JAM"}') ? 'maintenance_trigger_id', true,
+          'when it ends, 70 downtime minutes raise a maintenance trigger');
+SELECT is((SELECT d.external_id FROM plantsync.maintenance_trigger t JOIN plantsync.downtime_event d ON d.id = t.downtime_event_id), 'DT-11',
+          'naming the downtime that crossed the line');
+SELECT is(plantsync.mes_downtime('dt-13', '{"site": "PA", "downtime": "DT-13", "equipment": "WC1", "started_at": "2026-12-03T10:00:00Z",
+                                            "ended_at": "2026-12-03T12:00:00Z", "category": "planned", "reason_code": "PM"}') ? 'maintenance_trigger_id', false,
+          'planned downtime does not count');
+
 SET LOCAL plantsync.source_system = 'qms';
 INSERT INTO plantsync.inspection_plan (site_id, plan_code, material_id, inspection_type)
 SELECT 'PA', 'QP-RM', id, 'incoming' FROM plantsync.material WHERE site_id = 'PA' AND material_number = 'RM';
@@ -271,7 +306,7 @@ SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_me
               $$VALUES ('plantsync.mes_complete(text,jsonb)'), ('plantsync.mes_confirm(text,jsonb)'), ('plantsync.mes_consume(text,jsonb)'),
                        ('plantsync.mes_ingest_signals(text,jsonb)'), ('plantsync.mes_drain_signals(text,jsonb)'),
                        ('plantsync.mes_import_b2mml(text,text,text)'), ('plantsync.mes_operation(text,jsonb)'),
-                       ('plantsync.mes_downtime(text,jsonb)')$$,
+                       ('plantsync.mes_downtime(text,jsonb)'), ('plantsync.mes_counter(text,jsonb)')$$,
               'the MES role gets the MES functions');
 SET LOCAL ROLE plantsync_tap_mes;
 SELECT is(plantsync.mes_consume('mes-7', '{"site": "PA", "order": "PO-11", "material": "RM", "lot": "R-1", "quantity": 2, "uom": "KG", "location": "WH"}') ->> 'message',
