@@ -39,6 +39,24 @@ SELECT name, kind, doc FROM (
     SELECT 'cloudevent-' || e.type, 'json', plantsync.cloudevent(e)::text
       FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.type IN ('production_order.released', 'material_movement.recorded') AND k IN ('WO-0001', 'DX-2')
     UNION ALL
+    -- the parsers: answers of ERPNext and SAP, and the inbound documents
+    SELECT 'parse_erp_response-' || v.name, 'json', (SELECT to_jsonb(r) FROM plantsync.parse_erp_response(v.body) r)::text
+      FROM (VALUES ('erpnext-data', '{"data": {"name": "MAT-STE-2026-00042", "docstatus": 1}}'),
+                   ('erpnext-message', '{"message": {"name": "MAT-STE-2026-00043"}}'),
+                   ('erpnext-exception', '{"exc_type": "ValidationError", "exception": "frappe.exceptions.ValidationError: Batch S-9 not found"}'),
+                   ('sap-material-document', '{"d": {"MaterialDocument": "4900001234", "MaterialDocumentYear": "2026"}}'),
+                   ('sap-confirmation', '{"d": {"ConfirmationGroup": "100017", "OrderID": "1000042"}}'),
+                   ('sap-error', '{"error": {"code": "M7/021", "message": {"lang": "en", "value": "Deficit of BA Unrestricted-use 5 KG"}}}'),
+                   ('not-json', '<html>502 Bad Gateway</html>')) v (name, body)
+    UNION ALL
+    SELECT 'from_erpnext_work_order-sample', 'json', plantsync.from_erpnext_work_order(:'erpnext_wo')::text
+    UNION ALL
+    SELECT 'from_sap_production_order-sample', 'json', plantsync.from_sap_production_order(:'sap_po')::text
+    UNION ALL
+    SELECT 'parse_b2mml-' || v.name, 'json', plantsync.parse_b2mml(v.doc, 'DX')::text
+      FROM (VALUES ('schedule-V0401', :'sched_V0401'), ('schedule-V0600', :'sched_V0600'), ('schedule-0700', :'sched_0700'),
+                   ('performance-V0401', :'perf_V0401'), ('performance-V0600', :'perf_V0600'), ('performance-0700', :'perf_0700')) v (name, doc)
+    UNION ALL
     SELECT 'b2mml_operations_performance-WO-0001', 'xml', plantsync.b2mml_operations_performance(o.id)::text
       FROM plantsync.production_order o WHERE o.site_id = 'DX' AND o.order_number = 'WO-0001'
     UNION ALL

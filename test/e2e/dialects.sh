@@ -25,8 +25,27 @@ psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -c "CREATE EXTENSION plantsync"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$D/fixture.sql" >/dev/null
 
+# the sample documents, as psql variables for the SQL below
+vars=()
+for f in "$D"/samples/schedule-*.xml "$D"/samples/performance-*.xml; do
+    b=$(basename "$f" .xml)
+    vars+=(-v "${b/schedule-/sched_}")
+    vars[-1]="${vars[-1]/performance-/perf_}=$(cat "$f")"
+done
+vars+=(-v "erpnext_wo=$(cat "$D/samples/erpnext-work-order.json")" -v "sap_po=$(cat "$D/samples/sap-production-order.json")")
+if [[ -d $EXAMPLES ]]; then
+    vars+=(-v have_examples=1
+           -v "ex_MAT=$(cat "$EXAMPLES/MAT-20121210170256-CRBN0001.xml")"
+           -v "ex_LOT=$(cat "$EXAMPLES/LOT-20121210170718-0001L0001.xml")"
+           -v "ex_INV=$(cat "$EXAMPLES/INV-20121210175555-0001L0001_01.xml")")
+else
+    vars+=(-v have_examples=0)
+    log_error "the B2MML examples are not at $EXAMPLES: the V0401 example imports were SKIPPED (not passed)"
+    failed=1
+fi
+
 # 1. golden files
-psql -X -At -v ON_ERROR_STOP=1 -F $'\x1f' -R $'\x1e' -d "$DB" -f "$D/documents.sql" >"$work/documents"
+psql -X -At -v ON_ERROR_STOP=1 "${vars[@]}" -F $'\x1f' -R $'\x1e' -d "$DB" -f "$D/documents.sql" >"$work/documents"
 if ! python3 "$D/golden.py" "$D/golden" <"$work/documents"; then
     log_error "dialect documents differ from their golden files"
     failed=1
@@ -63,23 +82,6 @@ else
 fi
 
 # 3. imports and round trips
-vars=()
-for f in "$D"/samples/schedule-*.xml "$D"/samples/performance-*.xml; do
-    b=$(basename "$f" .xml)
-    vars+=(-v "${b/schedule-/sched_}")
-    vars[-1]="${vars[-1]/performance-/perf_}=$(cat "$f")"
-done
-vars+=(-v "erpnext_wo=$(cat "$D/samples/erpnext-work-order.json")" -v "sap_po=$(cat "$D/samples/sap-production-order.json")")
-if [[ -d $EXAMPLES ]]; then
-    vars+=(-v have_examples=1
-           -v "ex_MAT=$(cat "$EXAMPLES/MAT-20121210170256-CRBN0001.xml")"
-           -v "ex_LOT=$(cat "$EXAMPLES/LOT-20121210170718-0001L0001.xml")"
-           -v "ex_INV=$(cat "$EXAMPLES/INV-20121210175555-0001L0001_01.xml")")
-else
-    vars+=(-v have_examples=0)
-    log_error "the B2MML examples are not at $EXAMPLES: the V0401 example imports were SKIPPED (not passed)"
-    failed=1
-fi
 if ! psql -X -q "${vars[@]}" -d "$DB" -f "$D/roundtrip.sql" >"$work/roundtrip" 2>&1; then
     cat "$work/roundtrip"
     log_error "round trips and imports stopped with an error"
