@@ -204,3 +204,9 @@ SELECT plantsync.erp_import_b2mml('M-2', 'DX', '<MaterialDefinition xmlns="http:
 -- refused documents leave nothing behind
 SELECT count(*) AS imports, count(*) FILTER (WHERE message_id = 'M-2') AS refused_kept FROM plantsync.b2mml_import;
 SELECT material_number, description, base_uom FROM plantsync.material WHERE material_number = 'SALT';
+-- a DOCTYPE is refused: no entity is ever read (no file leaks into an import)
+SELECT plantsync.parse_b2mml('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>
+<MaterialDefinition xmlns="http://www.mesa.org/xml/B2MML"><ID>LEAK</ID><Description>&x;</Description>
+<MaterialDefinitionProperty><ID>BaseUnitOfMeasure</ID><Value><ValueString>KG</ValueString></Value></MaterialDefinitionProperty></MaterialDefinition>', 'DX')
+       #>> '{messages,0,payload,description}' AS description;
+\echo :SQLSTATE

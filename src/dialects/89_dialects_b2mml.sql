@@ -348,6 +348,12 @@ BEGIN
     IF p_site IS NULL OR NOT EXISTS (SELECT 1 FROM plantsync.site WHERE site_id = p_site) THEN
         RAISE EXCEPTION 'site "%" does not exist', COALESCE(p_site, 'null') USING ERRCODE = 'foreign_key_violation', COLUMN = 'site';
     END IF;
+    -- B2MML is defined by schemas, not DTDs: a DOCTYPE only ever brings
+    -- entities, which are not expanded here (nor fetched)
+    IF p_document ~* '<!DOCTYPE' THEN
+        RAISE EXCEPTION 'the B2MML document has a DOCTYPE' USING ERRCODE = 'invalid_xml_document',
+            HINT = 'Send the document without a DOCTYPE: entity declarations are not read.';
+    END IF;
     BEGIN
         -- a byte order mark is common in files written on Windows
         doc := xmlparse(DOCUMENT ltrim(p_document, E'\uFEFF'));
