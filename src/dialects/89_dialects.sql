@@ -576,3 +576,57 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.erpnext_lot_transfer(plantsync.event) IS
 'Route transform: for a lot event whose disposition crosses between held (restricted, blocked, rejected) and released (unrestricted), an ERPNext Stock Entry moving the lot''s stock at every location into or out of the site''s quarantine warehouse. NULL (nothing sent) otherwise.';
+
+-- ---------- the MES work package ----------
+
+-- What the MES needs to run a released order, in one document: the order,
+-- each operation with its work center's parameters for this material (a
+-- material's own value over the work center's general one, the latest in
+-- force), and the materials to stage per operation from the bill of
+-- materials (scaled to the order, with the component scrap added).
+CREATE FUNCTION plantsync.mes_work_package(ev plantsync.event)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o plantsync.production_order;
+    bom plantsync.bom;
+    mat text;
+BEGIN
+    PERFORM plantsync.require_event_entity(ev, 'production_order', 'mes_work_package');
+    SELECT * INTO o FROM plantsync.production_order WHERE id = ev.entity_id;
+    SELECT m.material_number INTO mat FROM plantsync.material m WHERE m.id = o.material_id;
+    -- the order's bill of materials, or the material's first one valid on the due date
+    SELECT * INTO bom FROM plantsync.bom b
+     WHERE b.id = o.bom_id OR (o.bom_id IS NULL AND b.material_id = o.material_id AND o.due_date BETWEEN b.valid_from AND b.valid_to)
+     ORDER BY b.id = o.bom_id DESC, b.alternative LIMIT 1;
+    RETURN jsonb_strip_nulls(jsonb_build_object(
+        'kind', 'work_package',
+        'site', o.site_id, 'order', o.order_number, 'erp_ref', o.erp_ref, 'material', mat,
+        'quantity', o.quantity, 'uom', o.uom, 'due_date', o.due_date, 'priority', o.priority, 'status', ev.data ->> 'status',
+        'operations', COALESCE((
+            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                       'operation', op.operation_number, 'segment', op.process_segment, 'work_center', w.equipment_code,
+                       'planned_quantity', op.planned_quantity,
+                       'parameters', (SELECT jsonb_object_agg(p.parameter_name, jsonb_strip_nulls(jsonb_build_object('value', p.parameter_value, 'uom', p.uom)))
+                                        FROM (SELECT DISTINCT ON (wp.parameter_name) wp.parameter_name, wp.parameter_value, wp.uom
+                                                FROM plantsync.work_center_parameter wp
+                                               WHERE wp.work_center_id = op.work_center_id AND wp.valid_from <= now()
+                                                 AND (wp.material_id = o.material_id OR wp.material_id IS NULL)
+                                               ORDER BY wp.parameter_name, wp.material_id IS NULL, wp.valid_from DESC) p)))
+                   ORDER BY op.operation_number)
+              FROM plantsync.production_operation op JOIN plantsync.equipment w ON w.id = op.work_center_id
+             WHERE op.order_id = o.id), '[]'),
+        'materials_to_stage', COALESCE((
+            SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                       'item', bi.item_number, 'material', cm.material_number,
+                       'quantity', round(bi.quantity * o.quantity / bom.base_quantity * (1 + bi.scrap_percent / 100), 6),
+                       'uom', bi.uom, 'operation', bi.operation_number, 'backflush', bi.backflush))
+                   ORDER BY bi.item_number)
+              FROM plantsync.bom_item bi JOIN plantsync.material cm ON cm.id = bi.component_material_id
+             WHERE bi.bom_id = bom.id), '[]')));
+END
+$$;
+COMMENT ON FUNCTION plantsync.mes_work_package(plantsync.event) IS
+'Route transform: for a production_order event (production_order.released), the MES work package: the order, its operations with their work centers and the work-center parameters in force for the material (plantsync.work_center_parameter: a material''s own value over the general one, the latest valid), and the materials to stage from the bill of materials (the order''s, or the material''s valid on the due date), scaled to the order quantity with component scrap.';

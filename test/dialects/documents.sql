@@ -11,6 +11,9 @@ SELECT name, kind, doc FROM (
     SELECT 'erpnext_work_order-' || e.type, 'json', plantsync.erpnext_work_order(e)::text
       FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'production_order'
     UNION ALL
+    SELECT 'mes_work_package-' || e.type, 'json', plantsync.mes_work_package(e)::text
+      FROM plantsync.event e WHERE e.site_id = 'DX' AND e.type = 'production_order.released'
+    UNION ALL
     SELECT 'sap_production_order-' || e.type, 'json', plantsync.sap_production_order(e)::text
       FROM plantsync.event e, LATERAL (SELECT COALESCE(e.data ->> 'external_id', e.data ->> 'nc_number', e.data ->> 'order_number', '') AS k) x WHERE e.site_id = 'DX' AND e.entity = 'production_order' AND e.type = 'production_order.released'
     UNION ALL

@@ -31,6 +31,20 @@ INSERT INTO plantsync.dialect_mapping VALUES
 RESET plantsync.source_system;
 SELECT plantsync.erp_material('DX-M1', '{"site": "DX", "material": "SUGAR", "description": "Sugar", "base_uom": "KG"}') IS NOT NULL AS sugar,
        plantsync.erp_material('DX-M2', '{"site": "DX", "material": "SYRUP", "description": "Syrup", "base_uom": "KG", "material_type": "finished"}') IS NOT NULL AS syrup;
+-- a bill of materials and the mixer's parameters, for the MES work package
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.bom (site_id, material_id, base_quantity, base_uom)
+SELECT 'DX', id, 1, 'KG' FROM plantsync.material WHERE site_id = 'DX' AND material_number = 'SYRUP';
+INSERT INTO plantsync.bom_item (site_id, bom_id, item_number, component_material_id, quantity, uom, scrap_percent, operation_number)
+SELECT 'DX', b.id, '0010', c.id, 0.6, 'KG', 2, '0010' FROM plantsync.bom b, plantsync.material c
+ WHERE b.site_id = 'DX' AND c.site_id = 'DX' AND c.material_number = 'SUGAR';
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.work_center_parameter (site_id, work_center_id, material_id, parameter_name, parameter_value, uom)
+SELECT 'DX', w.id, m.id, p.name, p.value, p.uom FROM plantsync.equipment w
+  CROSS JOIN (VALUES ('mix_minutes', '40', 'MIN', false), ('mix_minutes', '45', 'MIN', true), ('agitator', 'paddle', NULL, false)) p (name, value, uom, own)
+  LEFT JOIN plantsync.material m ON p.own AND m.site_id = 'DX' AND m.material_number = 'SYRUP'
+ WHERE w.site_id = 'DX' AND w.equipment_code = 'MIXER-1';
+RESET plantsync.source_system;
 SELECT plantsync.erp_release_order('DX-R1', '{"site": "DX", "order": "WO-0001", "erp_ref": "MFG-WO-2026-00001", "material": "SYRUP",
     "quantity": 100, "uom": "KG", "due_date": "2026-12-01", "priority": 3,
     "operations": [{"operation": "0010", "work_center": "MIXER-1", "segment": "MIX", "quantity": 100},
