@@ -58,6 +58,11 @@ SELECT plantsync.register_contract('erp.order_change', '{
                  "quantity": {"type": "number", "exclusiveMinimum": 0}, "due_date": {"type": "string", "format": "date"},
                  "priority": {"type": "integer", "minimum": 1, "maximum": 9}, "reason": {"type": "string", "minLength": 1}}}',
   'inbound', 'backward', 'ERP changes a released order: quantity, due date or priority, with its reason.');
+SELECT plantsync.register_contract('erp.posting_ack', '{
+  "type": "object", "required": ["site", "kind", "reference", "document"],
+  "properties": {"site": {"type": "string", "minLength": 1}, "kind": {"enum": ["confirmation", "inspection_lot"]},
+                 "reference": {"type": "string", "minLength": 1}, "document": {"type": "string", "minLength": 1}}}',
+  'inbound', 'backward', 'ERP acknowledges a posting: the document number of a confirmation, or the stock posting of a usage decision.');
 SELECT plantsync.register_contract('erp.inventory_snapshot', '{
   "type": "object", "required": ["site", "taken_at", "rows"],
   "properties": {"site": {"type": "string", "minLength": 1}, "taken_at": {"type": "string", "format": "date-time"},
@@ -409,6 +414,38 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.handle_erp_order_change(jsonb) IS 'Handler of erp.order_change: the order''s quantity (and the planned quantity of its operations not started), due date or priority changed, with the ERP''s reason; a finished order is refused.';
 
+CREATE FUNCTION plantsync.handle_erp_posting_ack(m jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    site text := m ->> 'site';
+    target uuid;
+    st text;
+BEGIN
+    IF m ->> 'kind' = 'confirmation' THEN
+        UPDATE plantsync.production_confirmation c SET erp_document = m ->> 'document'
+         WHERE c.site_id = site AND c.external_id = m ->> 'reference'
+        RETURNING c.id INTO target;
+        IF target IS NULL THEN
+            RAISE EXCEPTION 'confirmation "%" does not exist at site "%"', m ->> 'reference', site
+                USING ERRCODE = 'foreign_key_violation', COLUMN = 'reference';
+        END IF;
+        RETURN jsonb_build_object('confirmation_id', target, 'erp_document', m ->> 'document');
+    END IF;
+    SELECT i.id, i.status INTO target, st FROM plantsync.inspection_lot i WHERE i.site_id = site AND i.inspection_lot_number = m ->> 'reference';
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'inspection lot "%" does not exist at site "%"', m ->> 'reference', site
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'reference';
+    END IF;
+    -- the ERP posted the stock of the usage decision: the state machine
+    -- says from which states (accepted, rejected)
+    UPDATE plantsync.inspection_lot SET status = 'stock_posted', erp_ref = COALESCE(erp_ref, m ->> 'document') WHERE inspection_lot.id = target;
+    RETURN jsonb_build_object('inspection_lot_id', target, 'inspection_lot_status', 'stock_posted', 'erp_document', m ->> 'document');
+END
+$$;
+COMMENT ON FUNCTION plantsync.handle_erp_posting_ack(jsonb) IS 'Handler of erp.posting_ack: a confirmation gets the ERP''s document number; an inspection lot whose usage decision the ERP has posted moves to stock_posted (its erp_ref set if it had none).';
+
 CREATE FUNCTION plantsync.handle_erp_inventory_snapshot(m jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -422,7 +459,7 @@ COMMENT ON FUNCTION plantsync.handle_erp_inventory_snapshot(jsonb) IS 'Handler o
 
 REVOKE EXECUTE ON FUNCTION plantsync.handle_mes_operation(jsonb), plantsync.handle_mes_downtime(jsonb), plantsync.handle_mes_counter(jsonb),
     plantsync.handle_qms_inspection_lot(jsonb), plantsync.handle_qms_results(jsonb, text), plantsync.handle_qms_nonconformance(jsonb),
-    plantsync.handle_erp_order_change(jsonb), plantsync.handle_erp_inventory_snapshot(jsonb) FROM PUBLIC;
+    plantsync.handle_erp_order_change(jsonb), plantsync.handle_erp_inventory_snapshot(jsonb), plantsync.handle_erp_posting_ack(jsonb) FROM PUBLIC;
 
 CREATE FUNCTION plantsync.mes_operation(message_id text, payload jsonb) RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -445,6 +482,9 @@ AS $$ SELECT plantsync.receive('qms.nonconformance', message_id, payload) $$;
 CREATE FUNCTION plantsync.erp_change_order(message_id text, payload jsonb) RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT plantsync.receive('erp.order_change', message_id, payload) $$;
+CREATE FUNCTION plantsync.erp_acknowledge_posting(message_id text, payload jsonb) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.receive('erp.posting_ack', message_id, payload) $$;
 CREATE FUNCTION plantsync.erp_inventory_snapshot(message_id text, payload jsonb) RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT plantsync.receive('erp.inventory_snapshot', message_id, payload) $$;
@@ -455,8 +495,9 @@ COMMENT ON FUNCTION plantsync.qms_inspection_lot(text, jsonb) IS 'QMS: create an
 COMMENT ON FUNCTION plantsync.qms_results(text, jsonb) IS 'QMS: record inspection results (contract qms.results).';
 COMMENT ON FUNCTION plantsync.qms_nonconformance(text, jsonb) IS 'QMS: open a nonconformance or bring it up to date (contract qms.nonconformance).';
 COMMENT ON FUNCTION plantsync.erp_change_order(text, jsonb) IS 'ERP: change a released order''s quantity, due date or priority (contract erp.order_change).';
+COMMENT ON FUNCTION plantsync.erp_acknowledge_posting(text, jsonb) IS 'ERP: acknowledge a posting (contract erp.posting_ack): a confirmation''s document number, or the stock posting of a usage decision.';
 COMMENT ON FUNCTION plantsync.erp_inventory_snapshot(text, jsonb) IS 'ERP: send an inventory snapshot for reconciliation (contract erp.inventory_snapshot).';
 REVOKE EXECUTE ON FUNCTION plantsync.mes_operation(text, jsonb), plantsync.mes_downtime(text, jsonb), plantsync.mes_counter(text, jsonb),
     plantsync.qms_inspection_lot(text, jsonb),
     plantsync.qms_results(text, jsonb), plantsync.qms_nonconformance(text, jsonb), plantsync.erp_change_order(text, jsonb),
-    plantsync.erp_inventory_snapshot(text, jsonb) FROM PUBLIC;
+    plantsync.erp_inventory_snapshot(text, jsonb), plantsync.erp_acknowledge_posting(text, jsonb) FROM PUBLIC;

@@ -330,6 +330,7 @@ BEGIN
         WHEN 'qms.nonconformance' THEN plantsync.handle_qms_nonconformance(p_payload)
         WHEN 'erp.order_change' THEN plantsync.handle_erp_order_change(p_payload)
         WHEN 'erp.inventory_snapshot' THEN plantsync.handle_erp_inventory_snapshot(p_payload)
+        WHEN 'erp.posting_ack' THEN plantsync.handle_erp_posting_ack(p_payload)
     END;
 END
 $$;
@@ -352,7 +353,7 @@ BEGIN
     IF p_type IS NULL OR p_type NOT IN ('erp.order_release', 'erp.order_cancel', 'mes.consume', 'mes.confirm', 'mes.complete',
                                         'qms.usage_decision', 'erp.material', 'erp.batch', 'mes.operation', 'mes.downtime', 'mes.counter',
                                         'qms.inspection_lot', 'qms.results', 'qms.nonconformance', 'erp.order_change',
-                                        'erp.inventory_snapshot') THEN
+                                        'erp.inventory_snapshot', 'erp.posting_ack') THEN
         RAISE EXCEPTION 'message type "%" is not known', p_type USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_message_id IS NULL OR btrim(p_message_id) = '' THEN

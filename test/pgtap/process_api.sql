@@ -300,6 +300,19 @@ SELECT is((SELECT source FROM plantsync.erp_snapshot WHERE site_id = 'PA' AND ki
 SELECT throws_ok($$SELECT plantsync.erp_inventory_snapshot('inv-2', '{"site": "PA", "taken_at": "2026-11-01T06:00:00Z", "rows": [{"material": "RM"}]}')$$,
                  '22023', NULL, 'a bad row refuses the snapshot');
 
+-- the ERP acknowledges its postings
+SELECT is(plantsync.erp_acknowledge_posting('ack-1', '{"site": "PA", "kind": "confirmation", "reference": "mes-2", "document": "100017"}') ->> 'erp_document',
+          '100017', 'a confirmation gets its ERP document number');
+SELECT is((SELECT erp_document FROM plantsync.production_confirmation WHERE external_id = 'mes-2'), '100017', 'kept on the confirmation');
+SELECT is(plantsync.erp_acknowledge_posting('ack-2', '{"site": "PA", "kind": "inspection_lot", "reference": "UD-FG-2", "document": "4900000077"}') ->> 'inspection_lot_status',
+          'stock_posted', 'the stock posting of a usage decision moves its inspection lot to stock_posted');
+SELECT throws_like($$SELECT plantsync.erp_acknowledge_posting('ack-3', '{"site": "PA", "kind": "inspection_lot", "reference": "IL-R-1", "document": "1"}')$$,
+                   '%results_recorded%stock_posted%', 'not before a decision: the state machine says so');
+SELECT throws_ok($$SELECT plantsync.erp_acknowledge_posting('ack-4', '{"site": "PA", "kind": "confirmation", "reference": "nope", "document": "1"}')$$,
+                 '23503', 'confirmation "nope" does not exist at site "PA"', 'an unknown confirmation is named');
+SELECT throws_ok($$SELECT plantsync.erp_acknowledge_posting('ack-5', '{"site": "PA", "kind": "movement", "reference": "x", "document": "1"}')$$,
+                 'PS010', NULL, 'movements are acknowledged through postings snapshots, not this message');
+
 -- roles: each system calls its own functions only
 CREATE ROLE plantsync_tap_mes;
 SELECT set_eq($$SELECT plantsync.grant_integration_role('mes', 'plantsync_tap_mes')$$,
