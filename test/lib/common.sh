@@ -68,6 +68,7 @@ PLANTSYNC_PACKAGES=(
     gcc
     python3
     openssl
+    libxml2-utils
 )
 
 # ---------------------------------------------------------------- logging
