@@ -201,4 +201,42 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
           and not [r for r in reqs if r["path"].startswith("/erpnext") and "SP-" in r["body"]])
 
 
-T.run("scenario_dialects", run)
+def summary(r):
+    """One line of what a request carried, for people."""
+    p, d = r["path"], json.loads(r["body"])
+    if p == "/qms/events":
+        return "QMS", f"CloudEvent {d['type']}: lot {d.get('plantlot')} of order {d.get('plantorder')}"
+    if p.startswith("/erpnext"):
+        doc = p.split("/")[4].replace("%20", " ")
+        if doc == "Stock Entry":
+            rows = "; ".join(f"{i['qty']} {i.get('uom', '')} {i.get('batch_no', '')} "
+                             f"{i.get('s_warehouse', '-')} -> {i.get('t_warehouse', '-')}" for i in d["items"])
+            return "ERPNext", f"Stock Entry {d['purpose']}{' for ' + d['work_order'] if d.get('work_order') else ''}: {rows}"
+        if doc == "Work Order":
+            return "ERPNext", f"Work Order {d['name']}: {d['status']}"
+        if doc == "Quality Inspection":
+            return "ERPNext", f"Quality Inspection of batch {d['batch_no']}: {d['status']}"
+        return "ERPNext", f"{doc}: {d.get('subject')} ({d.get('status')})"
+    if "ProdnOrdConf2" in p:
+        moves = "; ".join(f"{i['GoodsMovementType']} {i['QuantityInEntryUnit']} {i.get('Batch', '')}" for i in d["to_ProdnOrdConfMatlDocItm"]["results"])
+        return "SAP", (f"confirmation of {d['OrderID']} operation {d['OrderOperation']}: yield {d['ConfirmationYieldQuantity']}"
+                       f"{', final' if d['IsFinalConfirmation'] else ''}; goods movements {moves or 'none'}")
+    if "A_MaterialDocumentHeader" in p:
+        items = "; ".join(f"{i['GoodsMovementType']} {i['QuantityInEntryUnit']} {i['EntryUnit']} batch {i['Batch']} "
+                          f"plant {i['Plant']} sloc {i['StorageLocation']}" for i in d["to_MaterialDocumentItem"]["results"])
+        return "SAP", f"material document: {items}"
+    if "A_InspLotUsageDecision" in p:
+        return "SAP", f"usage decision of batch {d['Batch']}: valuation {d['InspLotUsageDecisionValuation']}"
+    return "?", p
+
+
+def show(t):
+    """The demo's view: what each system received, in the order it arrived."""
+    print("\nWhat the ERPs (an ERPNext-style one for plant EN, a SAP-style one for plant SP) and the QMS received:\n")
+    for r in sorted(t.mock("/_requests"), key=lambda r: r["n"]):
+        system, line = summary(r)
+        print(f"  {system:8} {line}")
+    print()
+
+
+T.run("scenario_dialects", (lambda t: (run(t), show(t))) if os.environ.get("PLANTSYNC_DEMO") else run)
