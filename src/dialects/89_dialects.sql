@@ -470,7 +470,7 @@ COMMENT ON FUNCTION plantsync.cloudevent(plantsync.event) IS
 -- as an event; every required attribute is checked and named when missing.
 CREATE FUNCTION plantsync.event_from_cloudevent(p_ce jsonb)
 RETURNS plantsync.event
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -290,7 +290,7 @@ COMMENT ON FUNCTION plantsync.b2mml_quantity(xml, text) IS 'Used by the importer
 -- A B2MML date-time as a date (the due date of an order).
 CREATE FUNCTION plantsync.b2mml_date(p_value text, p_path text)
 RETURNS text
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -32,7 +32,7 @@ COMMENT ON FUNCTION plantsync.odata_decimal(numeric) IS 'A quantity as OData V2 
 -- An OData V2 date ("/Date(ms)/", with or without an offset) or an ISO date.
 CREATE FUNCTION plantsync.from_odata_date(p_value text, p_field text)
 RETURNS timestamptz
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
