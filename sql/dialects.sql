@@ -210,3 +210,11 @@ SELECT plantsync.parse_b2mml('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTE
 <MaterialDefinitionProperty><ID>BaseUnitOfMeasure</ID><Value><ValueString>KG</ValueString></Value></MaterialDefinitionProperty></MaterialDefinition>', 'DX')
        #>> '{messages,0,payload,description}' AS description;
 \echo :SQLSTATE
+-- SAP: a stock type change is undone by the opposite change, not by type + 1
+SET plantsync.source_system = 'mes';
+INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, reverses_movement_id, source_system, external_id)
+SELECT site_id, 'reversal', material_id, lot_id, quantity, uom, id, 'mes', 'DX-5-REV' FROM plantsync.material_movement WHERE external_id = 'DX-5';
+RESET plantsync.source_system;
+SELECT m.external_id, g.movement_type, g.movement_code
+  FROM plantsync.material_movement m, LATERAL plantsync.sap_goods_movement(m.id) g
+ WHERE m.external_id IN ('DX-5', 'DX-5-REV') ORDER BY m.external_id;

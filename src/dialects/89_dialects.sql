@@ -116,11 +116,13 @@ DECLARE
     quarantine text := plantsync.dialect_name(site, 'erpnext', 'quarantine_warehouse', '*');
     purpose text;
     kind text := d ->> 'movement_type';
+    held boolean;
 BEGIN
     PERFORM plantsync.require_event_entity(ev, 'material_movement', 'erpnext_stock_entry');
     SELECT plantsync.dialect_name(site, 'erpnext', 'item', m.material_number) INTO item FROM plantsync.material m WHERE m.id = (d ->> 'material_id')::uuid;
     uom := plantsync.dialect_name(site, 'erpnext', 'uom', d ->> 'uom');
-    SELECT l.lot_number INTO lot FROM plantsync.lot l WHERE l.id = (d ->> 'lot_id')::uuid;
+    SELECT l.lot_number, plantsync.disposition_stock_type(l.disposition) IN ('quality', 'blocked')
+      INTO lot, held FROM plantsync.lot l WHERE l.id = (d ->> 'lot_id')::uuid;
     SELECT plantsync.dialect_name(site, 'erpnext', 'warehouse', s.location_code) INTO src FROM plantsync.storage_location s WHERE s.id = (d ->> 'from_location_id')::uuid;
     SELECT plantsync.dialect_name(site, 'erpnext', 'warehouse', s.location_code) INTO dst FROM plantsync.storage_location s WHERE s.id = (d ->> 'to_location_id')::uuid;
     purpose := CASE kind
@@ -133,8 +135,14 @@ BEGIN
         WHEN 'status_change' THEN 'Material Transfer'
         WHEN 'reversal' THEN CASE WHEN src IS NULL THEN 'Material Receipt' WHEN dst IS NULL THEN 'Material Issue' ELSE 'Material Transfer' END
         END;
-    -- a hold moves the stock to the quarantine warehouse, a release back
-    IF kind = 'status_change' THEN
+    -- ERPNext keeps held stock (quality inspection, blocked) in the
+    -- quarantine warehouse: a change of stock type across that line is a
+    -- move in or out of it, one within it no move at all; and held stock
+    -- is received into it and leaves from it
+    IF d ->> 'from_stock_type' IS NOT NULL AND d ->> 'to_stock_type' IS NOT NULL THEN
+        IF (d ->> 'from_stock_type' = 'unrestricted') = (d ->> 'to_stock_type' = 'unrestricted') THEN
+            RETURN NULL;
+        END IF;
         IF quarantine IS NULL OR quarantine = '*' THEN
             RAISE EXCEPTION 'site "%" has no ERPNext quarantine warehouse', site USING ERRCODE = 'undefined_object',
                 HINT = 'Add it: INSERT INTO plantsync.dialect_mapping VALUES (site, ''erpnext'', ''quarantine_warehouse'', ''*'', ''Quarantine - ACME'').';
@@ -143,6 +151,12 @@ BEGIN
             src := quarantine;
         ELSE
             dst := quarantine;
+        END IF;
+    ELSIF held AND quarantine IS NOT NULL AND quarantine <> '*' THEN
+        src := CASE WHEN src IS NOT NULL THEN quarantine END;
+        dst := CASE WHEN dst IS NOT NULL THEN quarantine END;
+        IF src IS NOT NULL AND dst IS NOT NULL THEN
+            RETURN NULL;    -- held stock moved between locations stays in quarantine
         END IF;
     END IF;
     RETURN jsonb_strip_nulls(jsonb_build_object(
@@ -163,7 +177,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.erpnext_stock_entry(plantsync.event) IS
-'Route transform: an ERPNext Stock Entry (POST /api/resource/Stock Entry) for a material_movement event: Material Receipt, Material Consumption for Manufacture (with the work order), Manufacture (the finished row), Material Transfer (for Manufacture when it names an order), Material Issue (scrap, shipment); a hold or release is a transfer to or from the site''s quarantine warehouse. Codes are mapped through plantsync.dialect_mapping; the remarks carry the movement''s external id and the event id.';
+'Route transform: an ERPNext Stock Entry (POST /api/resource/Stock Entry) for a material_movement event: Material Receipt, Material Consumption for Manufacture (with the work order), Manufacture (the finished row), Material Transfer (for Manufacture when it names an order), Material Issue (scrap, shipment); held stock (quality inspection, blocked) lives in the site''s quarantine warehouse: a change of stock type across that line is a transfer in or out of it (NULL, nothing sent, within it), and held lots are received into it and leave from it. Codes are mapped through plantsync.dialect_mapping; the remarks carry the movement''s external id and the event id.';
 
 -- The document number or the error text of an ERP answer, whatever the ERP:
 -- ERPNext {"data": {"name": ...}} or {"message": ...} or {"exc_type": ..., "_server_messages": ...};
@@ -316,7 +330,11 @@ BEGIN
                'qty', mv.quantity, 'uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', mv.uom),
                'batch_no', l.lot_number,
                's_warehouse', plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', f.location_code),
-               't_warehouse', plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', t.location_code),
+               't_warehouse', CASE WHEN t.location_code IS NULL THEN NULL
+                                   WHEN plantsync.disposition_stock_type(l.disposition) IN ('quality', 'blocked')
+                                        AND plantsync.dialect_name(ev.site_id, 'erpnext', 'quarantine_warehouse', '*') <> '*'
+                                   THEN plantsync.dialect_name(ev.site_id, 'erpnext', 'quarantine_warehouse', '*')
+                                   ELSE plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', t.location_code) END,
                'is_finished_item', CASE WHEN mv.movement_type = 'production_receipt' THEN 1 END))
                ORDER BY mv.movement_type, mv.posted_at, mv.id)
       INTO rows

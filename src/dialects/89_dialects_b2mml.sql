@@ -294,6 +294,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- a date, or a time without an offset, is the date written
+    IF p_value ~ '^\d{4}-\d{2}-\d{2}' AND p_value !~ '(Z|[+-]\d{2}(:?\d{2})?)$' THEN
+        RETURN to_char(left(p_value, 10)::date, 'YYYY-MM-DD');
+    END IF;
     RETURN to_char(p_value::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD');
 EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
     PERFORM plantsync.b2mml_refuse(p_path, format('"%s" is not a date and time', p_value));
@@ -492,7 +496,8 @@ BEGIN
                         END IF;
                         messages := messages || jsonb_build_object(
                             'type', CASE m.use WHEN 'Consumed' THEN 'mes.consume' ELSE 'mes.complete' END,
-                            'key', format('%s/%s/%s', ord, COALESCE(plantsync.b2mml_value(s.node, 'ID'), s.n::text),
+                            -- unique within the document: its noun, response, segment and actual
+                            'key', format('%s/%s/%s/%s/%s', ord, ni, r.n, COALESCE(plantsync.b2mml_value(s.node, 'ID'), s.n::text),
                                           COALESCE(plantsync.b2mml_value(m.node, 'ID'), m.name || m.n)),
                             'payload', jsonb_strip_nulls(jsonb_build_object(
                                 'site', p_site, 'order', ord,
@@ -814,7 +819,7 @@ BEGIN
                                    xmlelement(name "ID", p.id),
                                    xmlelement(name "Value", xmlelement(name "ValueString", p.v), xmlelement(name "DataType", p.t)))
                                ORDER BY p.id)
-                   FROM (VALUES ('ExpiryDate', l.expires_on::text, 'DateTime'),
+                   FROM (VALUES ('ExpiryDate', to_char(l.expires_on, 'YYYY-MM-DD'), 'DateTime'),
                                 ('ManufacturingDate', to_char(l.manufactured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'DateTime'),
                                 ('SupplierLot', l.supplier_lot, 'Text')) p (id, v, t)
                   WHERE p.v IS NOT NULL),

@@ -41,6 +41,10 @@ BEGIN
     IF ms IS NOT NULL THEN
         RETURN to_timestamp(ms[1]::numeric / 1000);
     END IF;
+    -- a date alone is that day in UTC, whatever the session's time zone
+    IF p_value ~ '^\d{4}-\d{2}-\d{2}$' THEN
+        RETURN p_value::date::timestamp AT TIME ZONE 'UTC';
+    END IF;
     RETURN p_value::timestamptz;
 EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
     RAISE EXCEPTION '% "%" is not a date', p_field, p_value USING ERRCODE = 'invalid_datetime_format', COLUMN = p_field,
@@ -79,7 +83,10 @@ BEGIN
     IF mv.movement_type = 'reversal' THEN
         SELECT g.movement_type, g.movement_code INTO movement_type, movement_code
           FROM plantsync.sap_goods_movement(mv.reverses_movement_id) g;
-        movement_type := (movement_type::integer + 1)::text;
+        -- a stock type change is undone by the opposite change (the
+        -- reversal carries the stock types swapped); the others by type + 1
+        movement_type := COALESCE(plantsync.sap_stock_type_movement(mv.from_stock_type, mv.to_stock_type),
+                                  (movement_type::integer + 1)::text);
         RETURN;
     END IF;
     movement_type := CASE mv.movement_type

@@ -185,7 +185,7 @@ BEGIN
             RAISE EXCEPTION 'downtime "%" is of another equipment', m ->> 'downtime' USING ERRCODE = 'invalid_parameter_value', COLUMN = 'equipment';
         END IF;
         UPDATE plantsync.downtime_event
-           SET ended_at = (m ->> 'ended_at')::timestamptz, reason_code = m ->> 'reason_code',
+           SET ended_at = COALESCE((m ->> 'ended_at')::timestamptz, ended_at), reason_code = m ->> 'reason_code',
                category = COALESCE(m ->> 'category', category), description = COALESCE(m ->> 'description', description)
          WHERE id = d.id;
         IF d.ended_at IS NULL AND m ? 'ended_at' THEN
@@ -440,11 +440,11 @@ BEGIN
     END IF;
     -- the ERP posted the stock of the usage decision: the state machine
     -- says from which states (accepted, rejected)
-    UPDATE plantsync.inspection_lot SET status = 'stock_posted', erp_ref = COALESCE(erp_ref, m ->> 'document') WHERE inspection_lot.id = target;
+    UPDATE plantsync.inspection_lot SET status = 'stock_posted' WHERE inspection_lot.id = target;
     RETURN jsonb_build_object('inspection_lot_id', target, 'inspection_lot_status', 'stock_posted', 'erp_document', m ->> 'document');
 END
 $$;
-COMMENT ON FUNCTION plantsync.handle_erp_posting_ack(jsonb) IS 'Handler of erp.posting_ack: a confirmation gets the ERP''s document number; an inspection lot whose usage decision the ERP has posted moves to stock_posted (its erp_ref set if it had none).';
+COMMENT ON FUNCTION plantsync.handle_erp_posting_ack(jsonb) IS 'Handler of erp.posting_ack: a confirmation gets the ERP''s document number; an inspection lot whose usage decision the ERP has posted moves to stock_posted (the document is kept in the inbox outcome).';
 
 CREATE FUNCTION plantsync.handle_erp_inventory_snapshot(m jsonb) RETURNS jsonb
 LANGUAGE plpgsql

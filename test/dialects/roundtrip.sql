@@ -39,8 +39,8 @@ SELECT pg_temp.expect(got = want, 'B2MML performance round trip gives back the l
                jsonb_array_elements(plantsync.parse_b2mml(plantsync.b2mml_operations_performance(o.id)::text, 'DX') -> 'messages') m
          WHERE o.order_number = 'WO-0001') g,
        (SELECT jsonb_agg(jsonb_build_object('type', t, 'key', k, 'payload', p) ORDER BY t, k) AS want FROM (VALUES
-           ('mes.consume', 'WO-0001/0010/DX-2', '{"site": "DX", "order": "WO-0001", "material": "SUGAR", "lot": "S-1", "quantity": 60, "uom": "KG", "location": "RM01"}'::jsonb),
-           ('mes.complete', 'WO-0001/0020/DX-5', '{"site": "DX", "order": "WO-0001", "lot": "Y-1", "quantity": 100, "uom": "KG", "location": "FG01"}'::jsonb)) v (t, k, p)) w;
+           ('mes.consume', 'WO-0001/1/1/0010/DX-2', '{"site": "DX", "order": "WO-0001", "material": "SUGAR", "lot": "S-1", "quantity": 60, "uom": "KG", "location": "RM01"}'::jsonb),
+           ('mes.complete', 'WO-0001/1/1/0020/DX-5', '{"site": "DX", "order": "WO-0001", "lot": "Y-1", "quantity": 100, "uom": "KG", "location": "FG01"}'::jsonb)) v (t, k, p)) w;
 SELECT pg_temp.expect(plantsync.parse_b2mml(plantsync.b2mml_operations_performance(o.id)::text, 'DX') -> 'unmapped' = '[]',
                       'everything in the performance export is mapped back',
                       (plantsync.parse_b2mml(plantsync.b2mml_operations_performance(o.id)::text, 'DX') -> 'unmapped')::text)

@@ -158,6 +158,10 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
                               ("Material Consumption for Manufacture", "EN-FAIL-ERP", "S-1", 30),
                               ("Manufacture", "EN-PASS-ERP", "EN-FG-PASS", 100),
                               ("Manufacture", "EN-FAIL-ERP", "EN-FG-FAIL", 50)]), str(purposes))
+    check("ERPNext: the produced lots, in quality inspection, are received into the quarantine warehouse",
+          sorted((i["batch_no"], i["t_warehouse"]) for d in se_moves if d["purpose"] == "Manufacture" for i in d["items"])
+          == [("EN-FG-FAIL", "Quarantine - ACME"), ("EN-FG-PASS", "Quarantine - ACME")],
+          str([(i["batch_no"], i.get("t_warehouse")) for d in se_moves if d["purpose"] == "Manufacture" for i in d["items"]]))
     lot_moves = [d for r in reqs if r["path"] == "/erpnext/api/resource/Stock%20Entry/lot" for d in [body(r)]]
     check("ERPNext: the released lot leaves the quarantine warehouse; the rejected one stays",
           [(i["batch_no"], i["s_warehouse"], i["t_warehouse"], i["qty"]) for d in lot_moves for i in d["items"]]

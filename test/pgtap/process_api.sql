@@ -239,6 +239,11 @@ SELECT is(plantsync.mes_downtime('dt-12', '{"site": "PA", "downtime": "DT-11", "
           'when it ends, 70 downtime minutes raise a maintenance trigger');
 SELECT is((SELECT d.external_id FROM plantsync.maintenance_trigger t JOIN plantsync.downtime_event d ON d.id = t.downtime_event_id), 'DT-11',
           'naming the downtime that crossed the line');
+SELECT is(plantsync.mes_downtime('dt-12b', '{"site": "PA", "downtime": "DT-11", "equipment": "WC1", "started_at": "2026-12-02T10:00:00Z",
+                                             "reason_code": "JAM", "description": "belt"}') ->> 'ended', 'false', 'a correction without its end');
+SELECT results_eq($$SELECT d.ended_at, c.current_value FROM plantsync.downtime_event d, plantsync.maintenance_counter c
+                     WHERE d.external_id = 'DT-11' AND c.counter_name = 'downtime_minutes'$$,
+                  $$VALUES ('2026-12-02T10:30:00Z'::timestamptz, 70::numeric)$$, 'keeps the end, and the minutes are not counted again');
 SELECT is(plantsync.mes_downtime('dt-13', '{"site": "PA", "downtime": "DT-13", "equipment": "WC1", "started_at": "2026-12-03T10:00:00Z",
                                             "ended_at": "2026-12-03T12:00:00Z", "category": "planned", "reason_code": "PM"}') ? 'maintenance_trigger_id', false,
           'planned downtime does not count');
