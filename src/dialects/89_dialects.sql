@@ -639,7 +639,10 @@ BEGIN
         'materials_to_stage', COALESCE((
             SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                        'item', bi.item_number, 'material', cm.material_number,
-                       'quantity', round(bi.quantity * o.quantity / bom.base_quantity * (1 + bi.scrap_percent / 100), 6),
+                       -- order and BOM base in the same unit (the material's base unit)
+                       'quantity', round(bi.quantity * plantsync.to_base_quantity(o.material_id, o.quantity, o.uom)
+                                         / plantsync.to_base_quantity(o.material_id, bom.base_quantity, bom.base_uom)
+                                         * (1 + bi.scrap_percent / 100), 6),
                        'uom', bi.uom, 'operation', bi.operation_number, 'backflush', bi.backflush))
                    ORDER BY bi.item_number)
               FROM plantsync.bom_item bi JOIN plantsync.material cm ON cm.id = bi.component_material_id

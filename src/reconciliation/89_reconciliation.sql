@@ -465,12 +465,13 @@ BEGIN
         -- movements to ERP endpoints that never got through, by lot: they
         -- explain a difference (replay them) rather than call for a correction
         CREATE TEMP TABLE plantsync_undelivered ON COMMIT DROP AS
-        SELECT ev.lot_number, array_agg(d.id ORDER BY d.created_at) AS deliveries
+        SELECT (ev.data ->> 'material_id')::uuid AS material_id, (ev.data ->> 'lot_id')::uuid AS lot_id,
+               array_agg(d.id ORDER BY d.created_at) AS deliveries
           FROM plantsync.delivery d
           JOIN plantsync.endpoint e ON e.endpoint_id = d.endpoint_id AND e.system_code = 'erp'
           JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
          WHERE d.status = 'dead' AND ev.entity = 'material_movement' AND ev.site_id = p_site_id
-         GROUP BY ev.lot_number;
+         GROUP BY 1, 2;
 
         -- the plant's stock at the snapshot's time: the balance less what
         -- was posted after it; compared key by key on ids, names looked up
@@ -548,7 +549,7 @@ BEGIN
           JOIN plantsync.storage_location loc ON loc.id = f.location_id
           LEFT JOIN plantsync.lot l ON l.id = f.lot_id
           LEFT JOIN plantsync.reconciliation_tolerance t ON t.uom = m.base_uom
-          LEFT JOIN pg_temp.plantsync_undelivered u ON u.lot_number = l.lot_number
+          LEFT JOIN pg_temp.plantsync_undelivered u ON u.material_id = f.material_id AND u.lot_id IS NOT DISTINCT FROM f.lot_id
           CROSS JOIN LATERAL (SELECT CASE
                 WHEN f.plant_qty IS NULL AND f.erp_qty = 0 THEN NULL
                 WHEN f.plant_qty IS NULL THEN 'missing_in_plant'
