@@ -31,7 +31,7 @@ SELECT plantsync.register_contract('mes.counter', '{
 SELECT plantsync.register_contract('qms.inspection_lot', '{
   "type": "object", "required": ["site", "inspection_lot", "lot", "type", "quantity", "uom"],
   "properties": {"site": {"type": "string", "minLength": 1}, "inspection_lot": {"type": "string", "minLength": 1},
-                 "lot": {"type": "string", "minLength": 1}, "type": {"enum": ["incoming", "in_process", "final"]},
+                 "lot": {"type": "string", "minLength": 1}, "material": {"type": "string"}, "type": {"enum": ["incoming", "in_process", "final"]},
                  "quantity": {"type": "number", "exclusiveMinimum": 0}, "uom": {"type": "string", "minLength": 1},
                  "plan": {"type": "string"}, "qms_ref": {"type": "string"}}}',
   'inbound', 'backward', 'QMS creates an inspection lot for a lot, released for inspection.');
@@ -48,7 +48,7 @@ SELECT plantsync.register_contract('qms.nonconformance', '{
   "type": "object", "required": ["site", "nc", "title"],
   "properties": {"site": {"type": "string", "minLength": 1}, "nc": {"type": "string", "minLength": 1},
                  "title": {"type": "string", "minLength": 1}, "description": {"type": "string"},
-                 "severity": {"enum": ["minor", "major", "critical"]}, "lot": {"type": "string"}, "order": {"type": "string"},
+                 "severity": {"enum": ["minor", "major", "critical"]}, "lot": {"type": "string"}, "material": {"type": "string"}, "order": {"type": "string"},
                  "status": {"enum": ["draft", "analysis", "action_plan", "in_progress", "closed", "cancelled"]},
                  "qms_ref": {"type": "string"}}}',
   'inbound', 'backward', 'QMS opens a nonconformance or brings it up to date (title, description, severity, status).');
@@ -271,10 +271,7 @@ DECLARE
     plan uuid;
     il uuid;
 BEGIN
-    SELECT * INTO l FROM plantsync.lot WHERE site_id = site AND lot_number = m ->> 'lot';
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'lot "%" does not exist at site "%"', m ->> 'lot', site USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
-    END IF;
+    l := plantsync.lot_of_message(m);
     IF m ? 'plan' THEN
         SELECT p.id INTO plan FROM plantsync.inspection_plan p WHERE p.site_id = site AND p.plan_code = m ->> 'plan' ORDER BY p.version DESC LIMIT 1;
         IF plan IS NULL THEN
@@ -351,10 +348,7 @@ DECLARE
     created boolean := false;
 BEGIN
     IF m ? 'lot' THEN
-        SELECT * INTO l FROM plantsync.lot WHERE site_id = site AND lot_number = m ->> 'lot';
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'lot "%" does not exist at site "%"', m ->> 'lot', site USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
-        END IF;
+        l := plantsync.lot_of_message(m);
     END IF;
     IF m ? 'order' THEN
         o := plantsync.lookup_id('production_order', site, 'order_number', m ->> 'order', 'order');

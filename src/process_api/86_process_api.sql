@@ -77,7 +77,7 @@ SELECT plantsync.register_contract('mes.complete', '{
   'inbound', 'backward', 'MES completes an order with the lot it produced (received into quality-inspection stock).');
 SELECT plantsync.register_contract('qms.usage_decision', '{
   "type": "object", "required": ["site", "lot", "decision", "decided_by"],
-  "properties": {"site": {"type": "string"}, "lot": {"type": "string"}, "inspection_lot": {"type": "string"},
+  "properties": {"site": {"type": "string"}, "lot": {"type": "string"}, "material": {"type": "string"}, "inspection_lot": {"type": "string"},
                  "decision": {"enum": ["accept", "reject"]}, "code": {"type": "string"},
                  "decided_by": {"type": "string", "minLength": 1}, "comment": {"type": "string"},
                  "signature": {"type": "object", "required": ["signer", "meaning"],
@@ -121,6 +121,33 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.lookup_id(text, text, text, text, text) IS 'Used by the handlers: the id of a row by its business key, or an error naming the field and value.';
+
+-- The lot a message names: lot numbers are unique per material, so a
+-- number two materials share needs the material too.
+CREATE FUNCTION plantsync.lot_of_message(m jsonb)
+RETURNS plantsync.lot
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_lots plantsync.lot[];
+BEGIN
+    SELECT array_agg(l ORDER BY l.id) INTO found_lots
+      FROM plantsync.lot l JOIN plantsync.material mt ON mt.id = l.material_id
+     WHERE l.site_id = m ->> 'site' AND l.lot_number = m ->> 'lot' AND (m ->> 'material' IS NULL OR mt.material_number = m ->> 'material');
+    IF found_lots IS NULL THEN
+        RAISE EXCEPTION 'lot "%"% does not exist at site "%"', m ->> 'lot',
+            CASE WHEN m ->> 'material' IS NOT NULL THEN format(' of material "%s"', m ->> 'material') ELSE '' END, m ->> 'site'
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
+    ELSIF cardinality(found_lots) > 1 THEN
+        RAISE EXCEPTION 'lot "%" exists for several materials at site "%"', m ->> 'lot', m ->> 'site'
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'material', HINT = 'Send the material of the lot too.';
+    END IF;
+    RETURN found_lots[1];
+END
+$$;
+COMMENT ON FUNCTION plantsync.lot_of_message(jsonb) IS 'Used by the handlers: the lot a message names by site, lot number and (when several materials share the number) material, or an error naming it.';
+REVOKE EXECUTE ON FUNCTION plantsync.lot_of_message(jsonb) FROM PUBLIC;
 
 -- ---------- handlers: each applies one message, as its system ----------
 
@@ -255,10 +282,7 @@ DECLARE
     nc uuid;
     new_disposition text := CASE m ->> 'decision' WHEN 'accept' THEN 'unrestricted' ELSE 'rejected' END;
 BEGIN
-    SELECT * INTO l FROM plantsync.lot WHERE site_id = site AND lot_number = m ->> 'lot';
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'lot "%" does not exist at site "%"', m ->> 'lot', site USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
-    END IF;
+    l := plantsync.lot_of_message(m);
     -- the inspection lot: the one named, or the lot's open final inspection,
     -- or a new one recording the decision
     SELECT id INTO il FROM plantsync.inspection_lot

@@ -259,6 +259,19 @@ SELECT is(plantsync.qms_inspection_lot('qi-1', '{"site": "PA", "inspection_lot":
 SELECT isnt((SELECT plan_id FROM plantsync.inspection_lot WHERE inspection_lot_number = 'IL-R-1'), NULL, 'with the active plan of its material and type');
 SELECT throws_ok($$SELECT plantsync.qms_inspection_lot('qi-2', '{"site": "PA", "inspection_lot": "IL-X", "lot": "R-404", "type": "incoming", "quantity": 2, "uom": "KG"}')$$,
                  '23503', 'lot "R-404" does not exist at site "PA"', 'an unknown lot is named');
+SET LOCAL plantsync.source_system = 'mes';
+INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition)
+SELECT 'PA', id, 'SHARED-1', 'unrestricted' FROM plantsync.material WHERE site_id = 'PA' AND material_number IN ('RM', 'FG');
+RESET plantsync.source_system;
+SELECT throws_ok($$SELECT plantsync.qms_inspection_lot('qi-3', '{"site": "PA", "inspection_lot": "IL-S", "lot": "SHARED-1", "type": "incoming", "quantity": 1, "uom": "KG"}')$$,
+                 '22023', 'lot "SHARED-1" exists for several materials at site "PA"', 'a lot number two materials share needs the material');
+CREATE TEMP TABLE qi4 AS
+SELECT plantsync.qms_inspection_lot('qi-4', '{"site": "PA", "inspection_lot": "IL-S", "lot": "SHARED-1", "material": "RM", "type": "incoming", "quantity": 1, "uom": "KG"}') AS outcome;
+SELECT is((SELECT m.material_number FROM plantsync.inspection_lot il JOIN plantsync.lot l ON l.id = il.lot_id JOIN plantsync.material m ON m.id = l.material_id
+            WHERE il.id = (SELECT (outcome ->> 'inspection_lot_id')::uuid FROM qi4)),
+          'RM', 'and with it, the right lot is taken');
+SELECT throws_ok($$SELECT plantsync.qms_nonconformance('nc-9', '{"site": "PA", "nc": "NC-9", "title": "x", "lot": "SHARED-1", "material": "XX"}')$$,
+                 '23503', 'lot "SHARED-1" of material "XX" does not exist at site "PA"', 'a lot of another material is named as such');
 SELECT throws_ok($$SELECT plantsync.qms_results('qr-0', '{"site": "PA", "inspection_lot": "IL-R-1", "results": [{"characteristic": "10", "value": 0.04, "conforming": true, "by": "lab"},
                                                                                                             {"characteristic": "99", "value": 1, "conforming": true, "by": "lab"}]}')$$,
                  '23503', 'result 2 names characteristic "99", which the plan of inspection lot "IL-R-1" does not have', 'a result for a characteristic the plan lacks is named');
