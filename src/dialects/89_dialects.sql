@@ -97,6 +97,25 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.require_event_entity(plantsync.event, text, text) IS 'Used by the transforms: refuses an event of another entity than the transform is for.';
 
+-- The site's ERPNext quarantine warehouse (NULL when it has none); with
+-- p_required, its absence is an error saying how to map it.
+CREATE FUNCTION plantsync.erpnext_quarantine(p_site text, p_required boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text := NULLIF(plantsync.dialect_name(p_site, 'erpnext', 'quarantine_warehouse', '*'), '*');
+BEGIN
+    IF q IS NULL AND p_required THEN
+        RAISE EXCEPTION 'site "%" has no ERPNext quarantine warehouse', p_site USING ERRCODE = 'undefined_object',
+            HINT = 'Add it: INSERT INTO plantsync.dialect_mapping VALUES (site, ''erpnext'', ''quarantine_warehouse'', ''*'', ''Quarantine - ACME'').';
+    END IF;
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_quarantine(text, boolean) IS 'Used by the ERPNext transforms: the site''s quarantine warehouse, or NULL (an error when p_required).';
+
 -- ERPNext Stock Entry for a movement of the ledger. ERPNext has no hold
 -- status: a hold is a move to the quarantine warehouse, a release the move
 -- back.
@@ -113,7 +132,7 @@ DECLARE
     lot text;
     src text;
     dst text;
-    quarantine text := plantsync.dialect_name(site, 'erpnext', 'quarantine_warehouse', '*');
+    quarantine text := plantsync.erpnext_quarantine(site, false);
     purpose text;
     kind text := d ->> 'movement_type';
     held boolean;
@@ -143,16 +162,13 @@ BEGIN
         IF (d ->> 'from_stock_type' = 'unrestricted') = (d ->> 'to_stock_type' = 'unrestricted') THEN
             RETURN NULL;
         END IF;
-        IF quarantine IS NULL OR quarantine = '*' THEN
-            RAISE EXCEPTION 'site "%" has no ERPNext quarantine warehouse', site USING ERRCODE = 'undefined_object',
-                HINT = 'Add it: INSERT INTO plantsync.dialect_mapping VALUES (site, ''erpnext'', ''quarantine_warehouse'', ''*'', ''Quarantine - ACME'').';
-        END IF;
+        quarantine := plantsync.erpnext_quarantine(site, true);
         IF d ->> 'to_stock_type' = 'unrestricted' THEN
             src := quarantine;
         ELSE
             dst := quarantine;
         END IF;
-    ELSIF held AND quarantine IS NOT NULL AND quarantine <> '*' THEN
+    ELSIF held AND quarantine IS NOT NULL THEN
         src := CASE WHEN src IS NOT NULL THEN quarantine END;
         dst := CASE WHEN dst IS NOT NULL THEN quarantine END;
         IF src IS NOT NULL AND dst IS NOT NULL THEN
@@ -308,6 +324,25 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.dialect_field(jsonb, text[], text) IS 'Used by the inbound mappings: a required field of an ERP document, or an error naming it.';
 
+-- An inbound ERP document, bare or under its envelope key ("data" for
+-- ERPNext, "d" for SAP OData V2); anything but a JSON object is refused.
+CREATE FUNCTION plantsync.dialect_document(p_doc jsonb, p_envelope text, p_what text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := CASE WHEN jsonb_typeof(p_doc -> p_envelope) = 'object' THEN p_doc -> p_envelope ELSE p_doc END;
+BEGIN
+    IF jsonb_typeof(d) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION '% is a JSON object, not %', p_what, COALESCE(jsonb_typeof(d), 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN d;
+END
+$$;
+COMMENT ON FUNCTION plantsync.dialect_document(jsonb, text, text) IS 'Used by the inbound mappings: the document itself, out of its envelope, or an error.';
+
 -- ERPNext Stock Entry "Manufacture" for a completed order: the consumed rows
 -- (from their warehouses) and the finished rows (into theirs) in one entry,
 -- for plants that post per order rather than per movement.
@@ -319,6 +354,7 @@ AS $$
 DECLARE
     d jsonb := ev.data;
     rows jsonb;
+    quarantine text := plantsync.erpnext_quarantine(ev.site_id, false);
 BEGIN
     PERFORM plantsync.require_event_entity(ev, 'production_order', 'erpnext_manufacture');
     IF ev.to_state IS DISTINCT FROM 'completed' THEN
@@ -332,8 +368,7 @@ BEGIN
                's_warehouse', plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', f.location_code),
                't_warehouse', CASE WHEN t.location_code IS NULL THEN NULL
                                    WHEN plantsync.disposition_stock_type(l.disposition) IN ('quality', 'blocked')
-                                        AND plantsync.dialect_name(ev.site_id, 'erpnext', 'quarantine_warehouse', '*') <> '*'
-                                   THEN plantsync.dialect_name(ev.site_id, 'erpnext', 'quarantine_warehouse', '*')
+                                   THEN COALESCE(quarantine, plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', t.location_code))
                                    ELSE plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', t.location_code) END,
                'is_finished_item', CASE WHEN mv.movement_type = 'production_receipt' THEN 1 END))
                ORDER BY mv.movement_type, mv.posted_at, mv.id)
@@ -399,15 +434,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    w jsonb := CASE WHEN jsonb_typeof(p_doc -> 'data') = 'object' THEN p_doc -> 'data' ELSE p_doc END;
+    w jsonb := plantsync.dialect_document(p_doc, 'data', 'an ERPNext Work Order');
     what text := format('ERPNext Work Order "%s"', COALESCE(w ->> 'name', '?'));
     site text;
     qty numeric;
 BEGIN
-    IF jsonb_typeof(w) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'an ERPNext Work Order is a JSON object, not %', COALESCE(jsonb_typeof(w), 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     PERFORM plantsync.dialect_field(w, '{name}', what);
     IF COALESCE(w ->> 'docstatus', '1') <> '1' THEN
         RAISE EXCEPTION '% has docstatus %: only a submitted work order (docstatus 1) is released', what, w ->> 'docstatus'
@@ -555,17 +586,14 @@ AS $$
 DECLARE
     was_held boolean := plantsync.disposition_stock_type(ev.from_state) IN ('quality', 'blocked');
     is_held boolean := plantsync.disposition_stock_type(ev.to_state) IN ('quality', 'blocked');
-    quarantine text := plantsync.dialect_name(ev.site_id, 'erpnext', 'quarantine_warehouse', '*');
+    quarantine text;
     items jsonb;
 BEGIN
     PERFORM plantsync.require_event_entity(ev, 'lot', 'erpnext_lot_transfer');
     IF was_held IS NULL OR is_held IS NULL OR was_held = is_held THEN
         RETURN NULL;
     END IF;
-    IF quarantine IS NULL OR quarantine = '*' THEN
-        RAISE EXCEPTION 'site "%" has no ERPNext quarantine warehouse', ev.site_id USING ERRCODE = 'undefined_object',
-            HINT = 'Add it: INSERT INTO plantsync.dialect_mapping VALUES (site, ''erpnext'', ''quarantine_warehouse'', ''*'', ''Quarantine - ACME'').';
-    END IF;
+    quarantine := plantsync.erpnext_quarantine(ev.site_id, true);
     SELECT jsonb_agg(jsonb_build_object(
                'item_code', plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number),
                'qty', b.base_quantity, 'uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', m.base_uom),

@@ -797,6 +797,7 @@ DECLARE
     mat text;
     base_uom text;
     on_hand numeric;
+    assembly xml;
 BEGIN
     SELECT * INTO l FROM plantsync.lot WHERE id = p_lot_id;
     IF NOT FOUND THEN
@@ -804,6 +805,14 @@ BEGIN
     END IF;
     SELECT m.material_number, m.base_uom INTO mat, base_uom FROM plantsync.material m WHERE m.id = l.material_id;
     SELECT sum(b.base_quantity) INTO on_hand FROM plantsync.inventory_balance b WHERE b.lot_id = l.id;
+    SELECT xmlagg(xmlelement(name "AssemblyLot",
+                      xmlelement(name "ID", t.node_number),
+                      xmlelement(name "MaterialDefinitionID", m.material_number),
+                      plantsync.b2mml_quantity_element(t.quantity, t.uom))
+                  ORDER BY t.node_number)
+      INTO assembly
+      FROM plantsync.trace_backward(l.id, 1) t JOIN plantsync.material m ON m.id = t.material_id
+     WHERE t.depth = 1 AND t.node_kind = 'lot';
     RETURN xmlelement(name "SyncMaterialLot",
         xmlattributes('http://www.mesa.org/xml/B2MML' AS xmlns, '0701' AS "releaseID"),
         plantsync.b2mml_application_area(l.site_id),
@@ -827,14 +836,8 @@ BEGIN
                    FROM plantsync.sublot s WHERE s.lot_id = l.id),
                 plantsync.b2mml_quantity_element(COALESCE(on_hand, 0), base_uom),
                 -- what went into it: the lots consumed by the order that made it
-                (SELECT xmlagg(xmlelement(name "AssemblyLot",
-                                   xmlelement(name "ID", t.node_number),
-                                   xmlelement(name "MaterialDefinitionID", m.material_number),
-                                   plantsync.b2mml_quantity_element(t.quantity, t.uom))
-                               ORDER BY t.node_number)
-                   FROM plantsync.trace_backward(l.id, 1) t JOIN plantsync.material m ON m.id = t.material_id
-                  WHERE t.depth = 1 AND t.node_kind = 'lot'),
-                CASE WHEN EXISTS (SELECT 1 FROM plantsync.trace_backward(l.id, 1) t WHERE t.depth = 1 AND t.node_kind = 'lot')
+                assembly,
+                CASE WHEN assembly IS NOT NULL
                      THEN xmlconcat(xmlelement(name "AssemblyType", 'Physical'), xmlelement(name "AssemblyRelationship", 'Permanent')) END)));
 END
 $$;

@@ -281,15 +281,11 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    o jsonb := CASE WHEN jsonb_typeof(p_doc -> 'd') = 'object' THEN p_doc -> 'd' ELSE p_doc END;
+    o jsonb := plantsync.dialect_document(p_doc, 'd', 'a SAP production order');
     what text := format('SAP production order "%s"', COALESCE(o ->> 'ManufacturingOrder', '?'));
     site text;
     ops jsonb;
 BEGIN
-    IF jsonb_typeof(o) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'a SAP production order is a JSON object, not %', COALESCE(jsonb_typeof(o), 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     PERFORM plantsync.dialect_field(o, '{ManufacturingOrder}', what);
     IF o ->> 'OrderIsReleased' = 'false' THEN
         RAISE EXCEPTION '% is not released (OrderIsReleased false)', what USING ERRCODE = 'invalid_parameter_value', COLUMN = 'OrderIsReleased',
