@@ -44,6 +44,50 @@ SELECT node_number, depth FROM plantsync.trace_forward(regress.glot('FL-1'), 100
 SELECT node_number, depth FROM plantsync.trace_forward(regress.glot('FL-1'), 1) ORDER BY depth, node_number;
 SELECT jsonb_pretty(plantsync.trace_json(regress.glot('DG-1'), 'backward', 5, '2026-06-01 00:00+00') #- '{node_id}' #- '{nodes,0,node_id}' #- '{nodes,0,path}'
                     #- '{nodes,0,material_id}' #- '{nodes,0,order_id}' #- '{nodes,1,node_id}' #- '{nodes,1,path}' #- '{nodes,1,material_id}' #- '{nodes,1,order_id}');
+-- Once VACUUM has marked the links' pages all visible, the walk reads links
+-- from its index alone and the heap only for lots it has not reached: the
+-- same answers, paths, quantities and times, now and as of a past moment.
+CREATE TEMP VIEW rg_traces AS
+SELECT d, t.* FROM (VALUES ('forward'), ('backward')) v (d), plantsync.lot l,
+       LATERAL (SELECT * FROM plantsync.trace_forward(l.id) WHERE v.d = 'forward'
+                UNION ALL SELECT * FROM plantsync.trace_forward(l.id, 100, '2026-05-01 09:05+00') WHERE v.d = 'forward'
+                UNION ALL SELECT * FROM plantsync.trace_backward(l.id) WHERE v.d = 'backward'
+                UNION ALL SELECT * FROM plantsync.trace_backward(l.id, 1, '2026-05-01 09:05+00') WHERE v.d = 'backward') t
+ WHERE l.site_id = 'RG';
+CREATE TEMP TABLE traces_before AS TABLE rg_traces;
+VACUUM plantsync.genealogy_link;
+SELECT relallvisible > 0 AS links_all_visible FROM pg_class WHERE oid = 'plantsync.genealogy_link'::regclass;
+SELECT (SELECT count(*) FROM traces_before) AS rows_traced,
+       (SELECT count(*) FROM (TABLE traces_before EXCEPT ALL TABLE rg_traces) x)
+     + (SELECT count(*) FROM (TABLE rg_traces EXCEPT ALL TABLE traces_before) y) AS differences;
+-- The same on a generated genealogy with reversals and rework cycles, all
+-- visible: the (lot, depth) sets of the recursive-CTE reference, now and as
+-- of past moments.
+\set ECHO none
+\i test/genealogy/generator.sql
+\set ECHO all
+CREATE TEMP TABLE rv AS SELECT * FROM plantsync_test.generate_genealogy(0.55, 'RV', 30, 4, 15, 3, 3, 2, 3);
+VACUUM plantsync.genealogy_link;
+SELECT count(*) AS traces, sum(x.nodes) > 1000 AS over_a_thousand_nodes, sum(x.differences) AS differences
+  FROM rv, plantsync.lot l, (VALUES ('forward'), ('backward')) v (d),
+       LATERAL (VALUES (NULL::timestamptz), (rv.first_posting + (rv.last_posting - rv.first_posting) / 2)) a (as_of),
+       LATERAL (SELECT (SELECT count(*) FROM plantsync_test.ref_forward(l.id, 100, a.as_of) WHERE v.d = 'forward')
+                     + (SELECT count(*) FROM plantsync_test.ref_backward(l.id, 100, a.as_of) WHERE v.d = 'backward') AS nodes,
+                       (SELECT count(*) FROM ((SELECT node_id, depth FROM plantsync.trace_forward(l.id, 100, a.as_of) WHERE v.d = 'forward'
+                                               UNION ALL SELECT node_id, depth FROM plantsync.trace_backward(l.id, 100, a.as_of) WHERE v.d = 'backward')
+                                              EXCEPT ALL
+                                              (SELECT node_id, depth FROM plantsync_test.ref_forward(l.id, 100, a.as_of) WHERE v.d = 'forward'
+                                               UNION ALL SELECT node_id, depth FROM plantsync_test.ref_backward(l.id, 100, a.as_of) WHERE v.d = 'backward')) d)
+                     + (SELECT count(*) FROM ((SELECT node_id, depth FROM plantsync_test.ref_forward(l.id, 100, a.as_of) WHERE v.d = 'forward'
+                                               UNION ALL SELECT node_id, depth FROM plantsync_test.ref_backward(l.id, 100, a.as_of) WHERE v.d = 'backward')
+                                              EXCEPT ALL
+                                              (SELECT node_id, depth FROM plantsync.trace_forward(l.id, 100, a.as_of) WHERE v.d = 'forward'
+                                               UNION ALL SELECT node_id, depth FROM plantsync.trace_backward(l.id, 100, a.as_of) WHERE v.d = 'backward')) e) AS differences) x
+ WHERE l.site_id = 'RV';
+SELECT count(*) > 0 AS has_reversed_links FROM plantsync.genealogy_link WHERE site_id = 'RV' AND unlinked_at IS NOT NULL;
+SET client_min_messages = warning;
+DROP SCHEMA plantsync_test CASCADE;
+RESET client_min_messages;
 -- Recall of FL-2.
 SELECT category, object_number, quantity, uom, depth FROM plantsync.recall_scope(regress.glot('FL-2')) ORDER BY 1, 2;
 

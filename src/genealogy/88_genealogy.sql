@@ -28,8 +28,10 @@ CREATE TABLE plantsync.genealogy_link (
     CONSTRAINT genealogy_link_not_self CHECK (parent_id <> child_id),
     CONSTRAINT genealogy_link_interval CHECK (unlinked_at IS NULL OR unlinked_at >= linked_at)
 );
-CREATE INDEX genealogy_link_parent_idx ON plantsync.genealogy_link (parent_id);
-CREATE INDEX genealogy_link_child_idx ON plantsync.genealogy_link (child_id);
+-- The traces walk these: the far end and the link's lifetime are included so
+-- that a link to a lot reached before is read from the index alone.
+CREATE INDEX genealogy_link_parent_idx ON plantsync.genealogy_link (parent_id) INCLUDE (child_id, linked_at, unlinked_at);
+CREATE INDEX genealogy_link_child_idx ON plantsync.genealogy_link (child_id) INCLUDE (parent_id, linked_at, unlinked_at);
 CREATE INDEX genealogy_link_consumption_idx ON plantsync.genealogy_link (consumption_movement_id)
     WHERE consumption_movement_id IS NOT NULL;
 CREATE INDEX genealogy_link_receipt_idx ON plantsync.genealogy_link (receipt_movement_id)

@@ -10,7 +10,10 @@
  * path is rebuilt from those back-pointers.
  *
  * The links are read straight from the table through its parent or child
- * index, after the same privilege check a query would make. When row-level
+ * index, after the same privilege check a query would make. Those indexes
+ * include the far end and the link's lifetime, so on pages VACUUM has
+ * marked all visible a link to a lot reached before costs no heap visit;
+ * the heap is read only for the lots the walk reaches first. When row-level
  * security applies to the caller, the walk reads each level through SPI
  * instead, so that the policies filter the links exactly as for any query.
  */
@@ -21,6 +24,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/visibilitymap.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -28,6 +32,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -220,7 +225,17 @@ typedef struct DirectScan
 	Relation	index;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	Buffer		vmbuffer;		/* visibility map page last looked at */
 } DirectScan;
+
+/*
+ * Columns of the walk indexes (genealogy_link_parent_idx and _child_idx):
+ * the near end is the key; the far end and the link's lifetime are
+ * included, so a link to a lot already reached costs no heap visit.
+ */
+#define WALK_FAR_END	2
+#define WALK_LINKED_AT	3
+#define WALK_UNLINKED_AT 4
 
 static void
 direct_begin(DirectScan *d, Oid relid, bool forward)
@@ -228,13 +243,19 @@ direct_begin(DirectScan *d, Oid relid, bool forward)
 	d->rel = table_open(relid, AccessShareLock);
 	d->index = index_open(plantsync_relid(forward ? "genealogy_link_parent_idx" : "genealogy_link_child_idx"),
 						  AccessShareLock);
+	if (RelationGetDescr(d->index)->natts != WALK_UNLINKED_AT)
+		elog(ERROR, "plantsync: the genealogy walk index does not include the far end and the link's lifetime");
 	d->scan = index_beginscan(d->rel, d->index, GetActiveSnapshot(), 1, 0);
+	d->scan->xs_want_itup = true;
 	d->slot = table_slot_create(d->rel, NULL);
+	d->vmbuffer = InvalidBuffer;
 }
 
 static void
 direct_end(DirectScan *d)
 {
+	if (BufferIsValid(d->vmbuffer))
+		ReleaseBuffer(d->vmbuffer);
 	index_endscan(d->scan);
 	ExecDropSingleTupleTableSlot(d->slot);
 	index_close(d->index, AccessShareLock);
@@ -250,27 +271,53 @@ direct_level(Trace *t, DirectScan *d, Datum *frontier, int n, int depth)
 	for (i = 0; i < n; i++)
 	{
 		ScanKeyData key;
+		ItemPointer tid;
 
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, frontier[i]);
 		index_rescan(d->scan, &key, 1, NULL, 0);
-		while (index_getnext_slot(d->scan, ForwardScanDirection, d->slot))
+		while ((tid = index_getnext_tid(d->scan, ForwardScanDirection)) != NULL)
 		{
 			TupleTableSlot *s = d->slot;
 			LinkValues	v;
 			Datum		x;
 			bool		unlinked_null;
 			TimestampTz unlinked_at;
+			bool		fetched = false;
 
-			v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
-			x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
-			unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
+			/*
+			 * As an index-only scan does: on a page all visible, the index
+			 * tuple says all the walk needs; elsewhere the heap decides
+			 * whether the link exists for this snapshot.
+			 */
+			if (VM_ALL_VISIBLE(d->rel, ItemPointerGetBlockNumber(tid), &d->vmbuffer))
+			{
+				IndexTuple	itup = d->scan->xs_itup;
+				TupleDesc	itupdesc = d->scan->xs_itupdesc;
+
+				v.linked_at = DatumGetTimestampTz(index_getattr(itup, WALK_LINKED_AT, itupdesc, &isnull));
+				x = index_getattr(itup, WALK_UNLINKED_AT, itupdesc, &unlinked_null);
+				unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
+				v.to = DatumGetUUIDP(index_getattr(itup, WALK_FAR_END, itupdesc, &isnull));
+			}
+			else
+			{
+				if (!index_fetch_heap(d->scan, s))
+					continue;	/* not visible to this snapshot */
+				fetched = true;
+				v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
+				x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
+				unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
+				v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
+			}
 			if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
 				: !unlinked_null)
 				continue;
-			v.from = DatumGetUUIDP(frontier[i]);
-			v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
 			if (hash_search(t->visited, v.to, HASH_FIND, NULL) != NULL)
-				continue;		/* cheap exit before reading the rest */
+				continue;		/* reached before: no need to read the rest */
+			/* all visible: the heap tuple is there (v.to stays valid) */
+			if (!fetched && !index_fetch_heap(d->scan, s))
+				elog(ERROR, "plantsync: a genealogy link on an all-visible page could not be read");
+			v.from = DatumGetUUIDP(frontier[i]);
 			v.kind = slot_getattr(s, t->forward ? cols.child_kind : cols.parent_kind, &isnull);
 			v.number = slot_getattr(s, t->forward ? cols.child_number : cols.parent_number, &isnull);
 			v.material = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_material_id : cols.parent_material_id, &isnull));
