@@ -36,6 +36,7 @@ SQL_FRAGMENTS = \
 	src/process_api/86_process_api.sql \
 	src/process_api/86_messages_execution_quality.sql \
 	src/delivery/87_delivery.sql \
+	src/delivery/87_poll.sql \
 	src/genealogy/88_genealogy.sql \
 	src/reconciliation/89_reconciliation.sql \
 	src/observability/89_sla.sql \

@@ -223,3 +223,26 @@ SELECT plantsync.purge('1 hour');
 -- pg_cron lives in another database here.
 SELECT plantsync.schedule_jobs();
 \echo :SQLSTATE
+
+-- Polls: what is refused when a poll is configured, and the state a new
+-- poll starts from.
+CREATE FUNCTION regress.poll_handler(p_poll_id text, p_cursor text, p_body text) RETURNS text LANGUAGE sql AS $$ SELECT p_cursor $$;
+CREATE FUNCTION regress.not_a_handler(p_body jsonb) RETURNS text LANGUAGE sql AS $$ SELECT NULL::text $$;
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler) VALUES ('orders', 'erp', 'regress.not_a_handler(jsonb)');
+\echo :SQLSTATE
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler, every) VALUES ('orders', 'erp', 'regress.poll_handler(text,text,text)', '100 ms');
+\echo :SQLSTATE
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler) VALUES ('Orders!', 'erp', 'regress.poll_handler(text,text,text)');
+\echo :SQLSTATE
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler) VALUES ('orders', 'nowhere', 'regress.poll_handler(text,text,text)');
+\echo :SQLSTATE
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler, path_template) VALUES ('orders', 'erp', 'regress.poll_handler(text,text,text)', '/a b');
+\echo :SQLSTATE
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler) VALUES ('orders', 'erp', 'regress.no_such_handler(text,text,text)');
+\echo :SQLSTATE
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler, initial_cursor) VALUES ('orders', 'erp', 'regress.poll_handler(text,text,text)', '2026-11-01');
+SELECT poll_id, cursor, polls, failures, last_error, next_poll_at <= now() AS due FROM plantsync.poll_state;
+UPDATE plantsync.poll SET handler = 'regress.not_a_handler(jsonb)' WHERE poll_id = 'orders';
+\echo :SQLSTATE
+DELETE FROM plantsync.poll WHERE poll_id = 'orders';
+SELECT count(*) AS states_left FROM plantsync.poll_state;

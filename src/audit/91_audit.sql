@@ -196,7 +196,7 @@ BEGIN
                 ('lot', 'lot_number'), ('serial', 'serial_number'), ('inspection_lot', 'inspection_lot_number'),
                 ('inspection_result', 'external_id'), ('usage_decision', 'inspection_lot_id'), ('usage_decision_signature', 'signer'), ('nonconformance', 'nc_number'),
                 ('capa_action', 'action_number'), ('ownership_override', 'id'),
-                ('endpoint', 'endpoint_id'), ('endpoint_secret', 'endpoint_id'), ('route', 'route_id'),
+                ('endpoint', 'endpoint_id'), ('endpoint_secret', 'endpoint_id'), ('route', 'route_id'), ('poll', 'poll_id'),
                 ('contract_subject', 'subject'), ('contract', 'subject'), ('state_machine', 'machine'),
                 ('state', 'state'), ('state_transition', 'machine'), ('entity', 'entity'), ('column_owner', 'entity'),
                 ('system_role', 'role_name'), ('reconciliation_tolerance', 'uom'), ('sla', 'sla_id')) AS v (tbl, key_column) ORDER BY 1 LOOP

@@ -54,6 +54,7 @@
 #define SETTLE_BATCH 512
 #define SETTLE_INTERVAL_MS 20
 #define CLAIM_INTERVAL_MS 20
+#define POLL_CHECK_MS 1000
 
 typedef struct Endpoint
 {
@@ -105,11 +106,12 @@ typedef struct Endpoint
 	bool		enabled;
 } Endpoint;
 
-/* One HTTP request: one delivery, or one batch of deliveries. */
+/* One HTTP request: one delivery, one batch of deliveries, or one poll. */
 typedef struct Request
 {
 	dlist_node	node;			/* in active_requests */
 	Endpoint   *ep;
+	char	   *poll_id;		/* a poll (GET) rather than deliveries */
 	int			n;
 	pg_uuid_t  *ids;
 	TimestampTz *created;
@@ -121,6 +123,7 @@ typedef struct Request
 	double		retry_after_s;
 	TimestampTz started;
 	bool		blocked;		/* refused by allowed_networks */
+	bool		truncated;		/* the response outgrew max_response_bytes */
 	bool		csrf_required;	/* 403 with x-csrf-token: Required */
 	char		errbuf[CURL_ERROR_SIZE];
 } Request;
@@ -147,6 +150,7 @@ static List *endpoints = NIL;
 static dlist_head active_requests = DLIST_STATIC_INIT(active_requests);
 
 static void free_request(Request *req);
+static void start_polls(void);
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
 static uint64 endpoints_generation = 0;
@@ -156,6 +160,18 @@ static Outcome *outcomes = NULL;
 static int	n_outcomes = 0;
 static List *endpoint_events = NIL;	/* (endpoint id, circuit, failures, success, disable reason) */
 static PsWorkerSlot *my_slot;
+
+/* A poll's response waiting for its handler. */
+typedef struct PollOutcome
+{
+	char	   *poll_id;
+	int			status_code;
+	char	   *error;
+	char	   *body;
+} PollOutcome;
+
+static List *poll_outcomes = NIL;
+static TimestampTz last_poll_claim = 0;
 
 typedef struct EndpointEvent
 {
@@ -570,6 +586,8 @@ write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 	/* keep at most max_response_bytes; drain (and drop) the rest */
 	if (room > 0)
 		appendBinaryStringInfo(&req->response, data, Min(len, room));
+	if (len > room)
+		req->truncated = true;
 	return len;
 }
 
@@ -757,14 +775,18 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 			h = curl_slist_append(h, line);
 		}
 	}
-	line = psprintf("Idempotency-Key: %s", idempotency_key);
-	h = curl_slist_append(h, line);
-	line = psprintf("webhook-id: %s", idempotency_key);
-	h = curl_slist_append(h, line);
-	snprintf(ts, sizeof(ts), "%ld", (long) time(NULL));
-	line = psprintf("webhook-timestamp: %s", ts);
-	h = curl_slist_append(h, line);
-	if (req->ep->n_signing_keys > 0)
+	/* a poll is a read: nothing to make idempotent or to sign */
+	if (!req->poll_id)
+	{
+		line = psprintf("Idempotency-Key: %s", idempotency_key);
+		h = curl_slist_append(h, line);
+		line = psprintf("webhook-id: %s", idempotency_key);
+		h = curl_slist_append(h, line);
+		snprintf(ts, sizeof(ts), "%ld", (long) time(NULL));
+		line = psprintf("webhook-timestamp: %s", ts);
+		h = curl_slist_append(h, line);
+	}
+	if (req->ep->n_signing_keys > 0 && !req->poll_id)
 	{
 		line = psprintf("webhook-signature: %s",
 						webhook_signatures(req->ep, idempotency_key, ts, req->body, strlen(req->body)));
@@ -775,9 +797,14 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->ep->method);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
+	if (req->poll_id)
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	else
+	{
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->ep->method);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
+	}
 	set_safe_options(easy, req->ep, req->ep->timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
@@ -1217,7 +1244,75 @@ claim_and_start(void)
 		}
 	}
 
+	if (TimestampDifferenceExceeds(last_poll_claim, now, POLL_CHECK_MS))
+	{
+		start_polls();
+		last_poll_claim = now;
+	}
+	if (TimestampDifferenceExceeds(last_poll_claim, now, POLL_CHECK_MS))
+	{
+		start_polls();
+		last_poll_claim = now;
+	}
 	return claimed;
+}
+
+/*
+ * Starts the polls that are due: a GET of the endpoint's base URL and the
+ * poll's path, with {cursor} replaced by the cursor, URL-encoded.
+ */
+static void
+start_polls(void)
+{
+	Datum		args[1] = {Int32GetDatum(MyProcPid)};
+	Oid			types[1] = {INT4OID};
+	uint64		i;
+	int			rc;
+
+	rc = SPI_execute_with_args("SELECT poll_id, endpoint_id, path_template, cursor FROM plantsync.claim_polls($1)",
+							   1, types, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "plantsync: claiming polls failed: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Endpoint   *ep = find_endpoint(SPI_getvalue(tup, desc, 2));
+		const char *template = SPI_getvalue(tup, desc, 3);
+		const char *cursor = SPI_getvalue(tup, desc, 4);
+		StringInfoData url;
+		const char *p;
+		Request    *req;
+		MemoryContext old;
+
+		/* its endpoint not (yet) loaded: the poll's time is pushed back; next time */
+		if (ep == NULL || !ep->enabled)
+			continue;
+		if (ep->oauth2 && !ensure_token(ep))
+			continue;
+		if (ep->sap_csrf && !ensure_csrf(ep))
+			continue;
+		initStringInfo(&url);
+		appendStringInfoString(&url, ep->base_url);
+		for (p = template ? template : ""; *p; p++)
+		{
+			if (strncmp(p, "{cursor}", 8) == 0)
+			{
+				append_url_encoded(&url, cursor);
+				p += 7;
+			}
+			else
+				appendStringInfoChar(&url, *p);
+		}
+		old = MemoryContextSwitchTo(worker_context);
+		req = palloc0(sizeof(Request));
+		req->ep = ep;
+		req->poll_id = pstrdup(SPI_getvalue(tup, desc, 1));
+		req->body = pstrdup("");
+		MemoryContextSwitchTo(claim_context);
+		start_request(req, url.data, NULL);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /* ---------- outcomes ---------- */
@@ -1275,6 +1370,21 @@ retry_delay_ms(Endpoint *ep, int attempts, double retry_after_s)
 	return base;
 }
 
+static void finish_poll(Request *req, int status, char *error);
+
+/* Hands the transfer back: the handle, its headers and its request slot. */
+static void
+release_transfer(Request *req)
+{
+	curl_multi_remove_handle(multi, req->easy);
+	curl_easy_cleanup(req->easy);
+	curl_slist_free_all(req->headers);
+	dlist_delete(&req->node);
+	req->ep->in_flight--;
+	in_flight--;
+	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
+}
+
 static void
 finish_request(Request *req, CURLcode result)
 {
@@ -1292,6 +1402,11 @@ finish_request(Request *req, CURLcode result)
 	else
 		error = psprintf("%s%s%s", curl_easy_strerror(result), req->errbuf[0] ? ": " : "", req->errbuf);
 
+	if (req->poll_id)
+	{
+		finish_poll(req, result == CURLE_OK ? (int) status : 0, error);
+		return;
+	}
 	if (req->blocked)
 		error = psprintf("the endpoint's host resolved to an address outside allowed_networks: nothing was sent");
 	else if (result != CURLE_OK)
@@ -1388,13 +1503,35 @@ finish_request(Request *req, CURLcode result)
 			endpoint_event(ep, "closed", false, disable);
 	}
 
-	curl_multi_remove_handle(multi, req->easy);
-	curl_easy_cleanup(req->easy);
-	curl_slist_free_all(req->headers);
-	dlist_delete(&req->node);
-	ep->in_flight--;
-	in_flight--;
-	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
+	release_transfer(req);
+}
+
+/*
+ * A poll's outcome waits for the next settle, where its handler runs. Polls
+ * leave the circuit breaker alone: it guards deliveries, and a poll that
+ * fails is simply made again at its next time.
+ */
+static void
+finish_poll(Request *req, int status, char *error)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_context);
+	PollOutcome *po = palloc0(sizeof(PollOutcome));
+
+	po->poll_id = pstrdup(req->poll_id);
+	po->status_code = status;
+	if (req->blocked)
+		po->error = pstrdup("the endpoint's host resolved to an address outside allowed_networks: nothing was sent");
+	else if (error)
+		po->error = pstrdup(error);
+	else if (req->truncated)
+		po->error = psprintf("the response is larger than the endpoint's max_response_bytes (%d); nothing was applied",
+							 req->ep->max_response_bytes);
+	else if (status >= 300 && status < 400)
+		po->error = psprintf("HTTP %d: redirects are not followed", status);
+	po->body = pstrdup(req->response.data ? req->response.data : "");
+	poll_outcomes = lappend(poll_outcomes, po);
+	MemoryContextSwitchTo(old);
+	release_transfer(req);
 }
 
 static void
@@ -1421,9 +1558,14 @@ free_request(Request *req)
 	if (req->response.data)
 		pfree(req->response.data);
 	pfree(req->body);
-	pfree(req->ids);
-	pfree(req->created);
-	pfree(req->attempts);
+	if (req->poll_id)
+		pfree(req->poll_id);
+	else
+	{
+		pfree(req->ids);
+		pfree(req->created);
+		pfree(req->attempts);
+	}
 	pfree(req);
 }
 
@@ -1482,7 +1624,7 @@ settle(void)
 	int			i;
 	ListCell   *lc;
 
-	if (n_outcomes == 0 && endpoint_events == NIL)
+	if (n_outcomes == 0 && endpoint_events == NIL && poll_outcomes == NIL)
 		return;
 
 	old = MemoryContextSwitchTo(batch_context);
@@ -1544,6 +1686,26 @@ settle(void)
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "plantsync: settling deliveries failed: %s", SPI_result_code_string(rc));
 	}
+	foreach(lc, poll_outcomes)
+	{
+		PollOutcome *po = lfirst(lc);
+		Datum		pargs[4];
+		char		pnulls[4] = {' ', ' ', ' ', ' '};
+		Oid			ptypes[4] = {TEXTOID, INT4OID, TEXTOID, TEXTOID};
+
+		pargs[0] = CStringGetTextDatum(po->poll_id);
+		pargs[1] = Int32GetDatum(po->status_code);
+		if (po->status_code == 0)
+			pnulls[1] = 'n';
+		if (po->error)
+			pargs[2] = CStringGetTextDatum(po->error);
+		else
+			pnulls[2] = 'n';
+		pargs[3] = CStringGetTextDatum(po->body);
+		rc = SPI_execute_with_args("SELECT plantsync.settle_poll($1, $2, $3, $4)", 4, ptypes, pargs, pnulls, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "plantsync: settling a poll failed: %s", SPI_result_code_string(rc));
+	}
 	foreach(lc, endpoint_events)
 	{
 		EndpointEvent *ev = lfirst(lc);
@@ -1599,6 +1761,17 @@ settle_done(void)
 	}
 	list_free_deep(endpoint_events);
 	endpoint_events = NIL;
+	foreach(lc, poll_outcomes)
+	{
+		PollOutcome *po = lfirst(lc);
+
+		pfree(po->poll_id);
+		if (po->error)
+			pfree(po->error);
+		pfree(po->body);
+	}
+	list_free_deep(poll_outcomes);
+	poll_outcomes = NIL;
 	MemoryContextReset(batch_context);
 }
 
@@ -1681,7 +1854,7 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 		 * One transaction a cycle settles what has finished and claims as
 		 * much again: one commit (one WAL flush) for both.
 		 */
-		settle_due = (n_outcomes > 0 || endpoint_events != NIL) &&
+		settle_due = (n_outcomes > 0 || endpoint_events != NIL || poll_outcomes != NIL) &&
 			(n_outcomes >= SETTLE_BATCH || in_flight == 0 ||
 			 TimestampDifferenceExceeds(first_unsettled, now, SETTLE_INTERVAL_MS));
 		if (settle_due || claim_now ||
@@ -1724,7 +1897,7 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 				first_unsettled = GetCurrentTimestamp();
 		}
 
-		if (in_flight == 0 && !claim_now && n_outcomes == 0 && endpoint_events == NIL)
+		if (in_flight == 0 && !claim_now && n_outcomes == 0 && endpoint_events == NIL && poll_outcomes == NIL)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 plantsync_worker_idle_ms, PG_WAIT_EXTENSION);

@@ -13,7 +13,7 @@ SELECT tables_are('plantsync', ARRAY[
     'state_machine', 'state', 'state_transition', 'state_change',
     'entity', 'column_owner', 'system_role', 'ownership_override',
     'event_source', 'aggregate_sequence', 'event', 'event_default', 'endpoint', 'route', 'delivery', 'delivery_default',
-    'delivery_action', 'contract_subject', 'contract', 'endpoint_secret', 'endpoint_state', 'delivery_attempt',
+    'delivery_action', 'contract_subject', 'contract', 'endpoint_secret', 'endpoint_state', 'delivery_attempt', 'poll', 'poll_state',
     'delivery_attempt_default', 'genealogy_link', 'erp_snapshot', 'erp_inventory', 'erp_order', 'erp_posting',
     'reconciliation_tolerance', 'reconciliation_run', 'discrepancy', 'inbox', 'audit_log', 'site_role', 'sla', 'alert', 'usage_decision_signature', 'machine_signal', 'signal_staging', 'dialect_mapping',
     'erp_batch', 'b2mml_import', 'stock_balance', 'erp_stock'],
