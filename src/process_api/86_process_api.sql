@@ -585,7 +585,9 @@ CREATE TABLE plantsync.machine_signal (
     value numeric,
     message_id text,
     received_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT machine_signal_key PRIMARY KEY (equipment_id, signal, occurred_at),
+    -- time before signal: the key is decided by an integer comparison, not a
+    -- collation-aware one, in nearly every step of an insert
+    CONSTRAINT machine_signal_key PRIMARY KEY (equipment_id, occurred_at, signal),
     CONSTRAINT machine_signal_has_value CHECK ((signal = 'state') = (state IS NOT NULL) AND (signal = 'state' OR value IS NOT NULL))
 );
 COMMENT ON TABLE plantsync.machine_signal IS 'Shop-floor signals (machine states, counter readings, consumption ticks) received in batches through plantsync.mes_ingest_signals(); one row per equipment, signal and time, so a batch sent twice is stored once.';
@@ -697,7 +699,9 @@ CREATE UNLOGGED TABLE plantsync.signal_staging (
     state text,
     value numeric
 );
-CREATE INDEX signal_staging_transaction_idx ON plantsync.signal_staging (transaction_id);
+-- No index: a drain takes all of its own rows, and the table holds only the
+-- rows of transactions still open (and dead ones until vacuumed), so a scan
+-- beats keeping an index on every row staged.
 COMMENT ON TABLE plantsync.signal_staging IS 'Staging for COPY of shop-floor signals: COPY plantsync.signal_staging (site, equipment, signal, at, state, value) FROM STDIN, then SELECT plantsync.mes_drain_signals(batch id) in the same transaction.';
 COMMENT ON COLUMN plantsync.signal_staging.transaction_id IS 'The transaction that staged the row (only it drains it).';
 COMMENT ON COLUMN plantsync.signal_staging.site IS 'Plant.';
@@ -709,9 +713,15 @@ COMMENT ON COLUMN plantsync.signal_staging.value IS 'For a counter or consumptio
 
 CREATE FUNCTION plantsync.drain_staged_signals(p_message_id text)
 RETURNS TABLE (received integer, refused integer, applied integer)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- Signals stored before are left out by looking them up first, and the
+    -- rest inserted plainly: cheaper than a speculative insertion per row.
+    -- A signal twice in the batch, or stored by a concurrent batch since,
+    -- makes that fail; the whole move is then made again with ON CONFLICT.
+    drain constant text := $q$
     WITH staged AS (
         DELETE FROM plantsync.signal_staging s WHERE s.transaction_id = pg_current_xact_id() RETURNING s.*
     ), parsed AS (
@@ -723,12 +733,23 @@ AS $$
     ), ins AS (
         INSERT INTO plantsync.machine_signal (site_id, equipment_id, signal, occurred_at, state, value, message_id)
         SELECT p.site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,
-               CASE WHEN p.signal <> 'state' THEN p.value END, p_message_id
-          FROM parsed p WHERE p.ok
-        ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING
+               CASE WHEN p.signal <> 'state' THEN p.value END, $1
+          FROM parsed p
+         WHERE p.ok AND NOT EXISTS (SELECT 1 FROM plantsync.machine_signal m
+                                     WHERE m.equipment_id = p.equipment_id AND m.occurred_at = p.at AND m.signal = p.signal)
+        %s
         RETURNING 1
     )
     SELECT count(*)::integer, (count(*) FILTER (WHERE NOT ok))::integer, (SELECT count(*) FROM ins)::integer FROM parsed
+    $q$;
+BEGIN
+    BEGIN
+        EXECUTE format(drain, '') INTO received, refused, applied USING p_message_id;
+    EXCEPTION WHEN unique_violation THEN
+        EXECUTE format(drain, 'ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING') INTO received, refused, applied USING p_message_id;
+    END;
+    RETURN NEXT;
+END
 $$;
 COMMENT ON FUNCTION plantsync.drain_staged_signals(text) IS 'Used by the signal ingest: moves this transaction''s staged signals that are valid into plantsync.machine_signal, once each; returns how many were staged, invalid and stored.';
 REVOKE EXECUTE ON FUNCTION plantsync.drain_staged_signals(text) FROM PUBLIC;

@@ -144,6 +144,11 @@ SELECT is(plantsync.mes_ingest_signals('sig-2', '{"site": "PA", "signals": [
     {"equipment": "WC1", "signal": "state", "at": "2026-11-01T08:00:00Z", "state": "running"},
     {"equipment": "WC1", "signal": "state", "at": "2026-11-01T08:10:00Z", "state": "down"}]}') - 'message',
           '{"received": 2, "stored": 1, "duplicates": 1}'::jsonb, 'a signal sent again is stored once');
+SELECT is(plantsync.mes_ingest_signals('sig-2b', '{"site": "PA", "signals": [
+    {"equipment": "WC1", "signal": "counter", "at": "2026-11-01T08:20:00Z", "value": 1250},
+    {"equipment": "WC1", "signal": "counter", "at": "2026-11-01T08:20:00Z", "value": 1250},
+    {"equipment": "WC1", "signal": "state", "at": "2026-11-01T08:00:00Z", "state": "running"}]}') - 'message',
+          '{"received": 3, "stored": 1, "duplicates": 2}'::jsonb, 'a signal twice in one batch, and one stored before, are stored once');
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-3', '{"site": "PA", "signals": [
     {"equipment": "WC1", "signal": "state", "at": "2026-11-01T09:00:00Z", "state": "idle"},
     {"equipment": "WC7", "signal": "state", "at": "2026-11-01T09:00:00Z", "state": "idle"}]}')$$,
@@ -152,7 +157,7 @@ SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4', '{"site": "PA", 
                  '22023', 'signal 1 is not valid: a counter signal needs a value', 'a counter without a value is refused');
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-5', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "yesterday-ish", "state": "x"}]}')$$,
                  '22023', NULL, 'an unreadable time is refused');
-SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 4::bigint, 'refused batches stored nothing');
+SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 5::bigint, 'refused batches stored nothing');
 -- the COPY way: staged in this transaction, drained by one call
 INSERT INTO plantsync.signal_staging (site, equipment, signal, at, state, value)
 VALUES ('PA', 'WC1', 'counter', '2026-11-01T10:00:00Z', NULL, 1300), ('PA', 'WC1', 'counter', '2026-11-01T08:00:00Z', NULL, 1200);
