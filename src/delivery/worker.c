@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -704,6 +705,30 @@ open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addres
 	return socket(address->family, address->socktype, address->protocol);
 }
 
+/*
+ * Called by libcurl before every request, also on a connection kept alive
+ * and reused: another endpoint's request may have opened it to the same
+ * host and port, and this endpoint's networks must hold for it too.
+ */
+static int
+prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port, int conn_local_port)
+{
+	Request    *req = clientp;
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, conn_primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, conn_primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	if (req->ep->n_networks > 0 && (ss.ss_family == 0 || !address_allowed(req->ep, (struct sockaddr *) &ss)))
+	{
+		req->blocked = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
 /* Standard Webhooks: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>. */
 static char *
 webhook_signatures(Endpoint *ep, const char *msg_id, const char *timestamp, const char *body, size_t body_len)
@@ -815,6 +840,8 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
 	if (req->ep->client_cert_file)
 	{
 		curl_easy_setopt(easy, CURLOPT_SSLCERT, req->ep->client_cert_file);

@@ -140,7 +140,7 @@ BEGIN
     PERFORM plantsync.require_event_entity(ev, 'material_movement', 'erpnext_stock_entry');
     SELECT plantsync.dialect_name(site, 'erpnext', 'item', m.material_number) INTO item FROM plantsync.material m WHERE m.id = (d ->> 'material_id')::uuid;
     uom := plantsync.dialect_name(site, 'erpnext', 'uom', d ->> 'uom');
-    SELECT l.lot_number, plantsync.disposition_stock_type(l.disposition) IN ('quality', 'blocked')
+    SELECT COALESCE(l.erp_ref, l.lot_number), plantsync.disposition_stock_type(l.disposition) IN ('quality', 'blocked')
       INTO lot, held FROM plantsync.lot l WHERE l.id = (d ->> 'lot_id')::uuid;
     SELECT plantsync.dialect_name(site, 'erpnext', 'warehouse', s.location_code) INTO src FROM plantsync.storage_location s WHERE s.id = (d ->> 'from_location_id')::uuid;
     SELECT plantsync.dialect_name(site, 'erpnext', 'warehouse', s.location_code) INTO dst FROM plantsync.storage_location s WHERE s.id = (d ->> 'to_location_id')::uuid;
@@ -152,12 +152,24 @@ BEGIN
         WHEN 'scrap' THEN 'Material Issue'
         WHEN 'shipment' THEN 'Material Issue'
         WHEN 'status_change' THEN 'Material Transfer'
+        WHEN 'lot_split' THEN 'Material Transfer'
         WHEN 'reversal' THEN CASE WHEN src IS NULL THEN 'Material Receipt' WHEN dst IS NULL THEN 'Material Issue' ELSE 'Material Transfer' END
         END;
     -- ERPNext keeps held stock (quality inspection, blocked) in the
     -- quarantine warehouse: a change of stock type across that line is a
     -- move in or out of it, one within it no move at all; and held stock
     -- is received into it and leaves from it
+    -- ERPNext keeps a split-off lot as stock of its parent's batch: only the
+    -- receiving half can move anything, as a change of stock type there
+    IF kind = 'lot_split' THEN
+        IF dst IS NULL THEN
+            RETURN NULL;
+        END IF;
+        SELECT d || jsonb_build_object('from_stock_type', plantsync.disposition_stock_type(p.disposition),
+                                       'to_stock_type', plantsync.disposition_stock_type(c.disposition))
+          INTO d FROM plantsync.lot c JOIN plantsync.lot p ON p.id = c.parent_lot_id WHERE c.id = (d ->> 'lot_id')::uuid;
+        src := dst;
+    END IF;
     IF d ->> 'from_stock_type' IS NOT NULL AND d ->> 'to_stock_type' IS NOT NULL THEN
         IF (d ->> 'from_stock_type' = 'unrestricted') = (d ->> 'to_stock_type' = 'unrestricted') THEN
             RETURN NULL;
@@ -364,7 +376,7 @@ BEGIN
     SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                'item_code', plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number),
                'qty', mv.quantity, 'uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', mv.uom),
-               'batch_no', l.lot_number,
+               'batch_no', COALESCE(l.erp_ref, l.lot_number),
                's_warehouse', plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', f.location_code),
                't_warehouse', CASE WHEN t.location_code IS NULL THEN NULL
                                    WHEN plantsync.disposition_stock_type(l.disposition) IN ('quality', 'blocked')
@@ -597,7 +609,7 @@ BEGIN
     SELECT jsonb_agg(jsonb_build_object(
                'item_code', plantsync.dialect_name(ev.site_id, 'erpnext', 'item', m.material_number),
                'qty', b.base_quantity, 'uom', plantsync.dialect_name(ev.site_id, 'erpnext', 'uom', m.base_uom),
-               'batch_no', l.lot_number,
+               'batch_no', COALESCE(l.erp_ref, l.lot_number),
                's_warehouse', CASE WHEN is_held THEN plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', loc.location_code) ELSE quarantine END,
                't_warehouse', CASE WHEN is_held THEN quarantine ELSE plantsync.dialect_name(ev.site_id, 'erpnext', 'warehouse', loc.location_code) END)
                ORDER BY loc.location_code)

@@ -100,12 +100,18 @@ BEGIN
         WHEN 'scrap' THEN CASE (SELECT l.disposition FROM plantsync.lot l WHERE l.id = mv.lot_id)
                               WHEN 'restricted' THEN '553' WHEN 'blocked' THEN '555' WHEN 'rejected' THEN '555' ELSE '551' END
         WHEN 'status_change' THEN plantsync.sap_stock_type_movement(mv.from_stock_type, mv.to_stock_type)
+        -- SAP keeps a split-off lot as stock of its parent's batch: the
+        -- receiving half is a stock type change there, if any
+        WHEN 'lot_split' THEN (SELECT plantsync.sap_stock_type_movement(plantsync.disposition_stock_type(p.disposition),
+                                                                        plantsync.disposition_stock_type(c.disposition))
+                                 FROM plantsync.lot c JOIN plantsync.lot p ON p.id = c.parent_lot_id
+                                WHERE c.id = mv.lot_id AND mv.to_location_id IS NOT NULL)
         END;
     movement_code := CASE mv.movement_type
         WHEN 'goods_receipt' THEN '05' WHEN 'production_receipt' THEN '02'
         WHEN 'consumption' THEN '03' WHEN 'scrap' THEN '03'
-        WHEN 'transfer' THEN '04' WHEN 'status_change' THEN '04' END;
-    IF movement_type IS NULL THEN
+        WHEN 'transfer' THEN '04' WHEN 'status_change' THEN '04' WHEN 'lot_split' THEN '04' END;
+    IF movement_type IS NULL AND mv.movement_type <> 'lot_split' THEN
         RAISE EXCEPTION 'movement "%" (%) has no SAP goods movement type', mv.external_id, mv.movement_type
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = CASE mv.movement_type WHEN 'shipment' THEN 'SAP posts shipments through outbound deliveries: leave shipments out of this route with a filter.'
@@ -153,6 +159,10 @@ DECLARE
     mv uuid := (ev.data ->> 'id')::uuid;
 BEGIN
     PERFORM plantsync.require_event_entity(ev, 'material_movement', 'sap_material_document');
+    -- a split that changes no stock type posts nothing
+    IF (SELECT g.movement_type FROM plantsync.sap_goods_movement(mv) g) IS NULL THEN
+        RETURN NULL;
+    END IF;
     RETURN jsonb_build_object(
         'PostingDate', plantsync.odata_date((ev.data ->> 'posted_at')::timestamptz),
         'DocumentDate', plantsync.odata_date((ev.data ->> 'posted_at')::timestamptz),

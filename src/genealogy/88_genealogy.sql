@@ -17,7 +17,7 @@ CREATE TABLE plantsync.genealogy_link (
     child_number text NOT NULL,
     child_material_id uuid NOT NULL,
     link_type text NOT NULL
-        CONSTRAINT genealogy_link_type_check CHECK (link_type IN ('consumed_into', 'contains')),
+        CONSTRAINT genealogy_link_type_check CHECK (link_type IN ('consumed_into', 'contains', 'split_into')),
     order_id uuid,
     quantity numeric,
     uom text,
@@ -49,7 +49,7 @@ COMMENT ON COLUMN plantsync.genealogy_link.child_kind IS 'lot or serial.';
 COMMENT ON COLUMN plantsync.genealogy_link.child_id IS 'The output: a lot or serial id.';
 COMMENT ON COLUMN plantsync.genealogy_link.child_number IS 'Lot or serial number of the output.';
 COMMENT ON COLUMN plantsync.genealogy_link.child_material_id IS 'Material of the output.';
-COMMENT ON COLUMN plantsync.genealogy_link.link_type IS 'consumed_into (the input was consumed by the order that produced the output) or contains (a lot and one of its serials).';
+COMMENT ON COLUMN plantsync.genealogy_link.link_type IS 'consumed_into (the input was consumed by the order that produced the output), contains (a lot and one of its serials) or split_into (a lot and a lot split from it).';
 COMMENT ON COLUMN plantsync.genealogy_link.order_id IS 'Production order of a consumed_into link.';
 COMMENT ON COLUMN plantsync.genealogy_link.quantity IS 'Quantity of the input consumed (base unit); NULL for contains.';
 COMMENT ON COLUMN plantsync.genealogy_link.uom IS 'Unit of quantity (the input material''s base unit).';
@@ -74,10 +74,23 @@ BEGIN
         IF orig.movement_type = 'consumption' THEN
             UPDATE plantsync.genealogy_link SET unlinked_at = greatest(NEW.posted_at, linked_at)
              WHERE consumption_movement_id = orig.id AND unlinked_at IS NULL;
-        ELSIF orig.movement_type = 'production_receipt' THEN
+        ELSIF orig.movement_type IN ('production_receipt', 'lot_split') THEN
             UPDATE plantsync.genealogy_link SET unlinked_at = greatest(NEW.posted_at, linked_at)
              WHERE receipt_movement_id = orig.id AND unlinked_at IS NULL;
         END IF;
+        RETURN NULL;
+    END IF;
+    -- the receiving half of a split links the lot it was split from
+    IF NEW.movement_type = 'lot_split' THEN
+        INSERT INTO plantsync.genealogy_link
+            (site_id, parent_kind, parent_id, parent_number, parent_material_id,
+             child_kind, child_id, child_number, child_material_id, link_type, quantity, uom, linked_at, receipt_movement_id)
+        SELECT NEW.site_id, 'lot', p.id, p.lot_number, p.material_id, 'lot', c.id, c.lot_number, c.material_id, 'split_into',
+               NEW.base_quantity, m.base_uom, NEW.posted_at, NEW.id
+          FROM plantsync.lot c
+          JOIN plantsync.lot p ON p.id = c.parent_lot_id
+          JOIN plantsync.material m ON m.id = c.material_id
+         WHERE c.id = NEW.lot_id AND NEW.to_location_id IS NOT NULL;
         RETURN NULL;
     END IF;
     IF NEW.order_id IS NULL OR (NEW.lot_id IS NULL AND NEW.serial_id IS NULL) THEN
@@ -116,13 +129,13 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.genealogy_from_movement() IS
-'Trigger function on the movement ledger: derives genealogy links from consumptions and production receipts of the same order, and ends them when either movement is reversed.';
+'Trigger function on the movement ledger: derives genealogy links from consumptions and production receipts of the same order and from lot splits, and ends them when a movement they come from is reversed.';
 
 REVOKE EXECUTE ON FUNCTION plantsync.genealogy_from_movement() FROM PUBLIC;
 
 CREATE TRIGGER plantsync_genealogy AFTER INSERT ON plantsync.material_movement
     FOR EACH ROW
-    WHEN (NEW.movement_type IN ('consumption', 'production_receipt', 'reversal'))
+    WHEN (NEW.movement_type IN ('consumption', 'production_receipt', 'reversal', 'lot_split'))
     EXECUTE FUNCTION plantsync.genealogy_from_movement();
 
 CREATE FUNCTION plantsync.genealogy_from_serial() RETURNS trigger

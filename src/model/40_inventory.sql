@@ -15,10 +15,13 @@ CREATE TABLE plantsync.lot (
     supplier_lot text,
     erp_ref text,
     qms_ref text,
+    parent_lot_id uuid,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT lot_site_material_number_key UNIQUE (site_id, material_id, lot_number),
     CONSTRAINT lot_site_id_key UNIQUE (site_id, id),
+    CONSTRAINT lot_parent_fk FOREIGN KEY (site_id, parent_lot_id) REFERENCES plantsync.lot (site_id, id),
+    CONSTRAINT lot_not_own_parent CHECK (parent_lot_id <> id),
     CONSTRAINT lot_material_fk FOREIGN KEY (site_id, material_id) REFERENCES plantsync.material (site_id, id),
     CONSTRAINT lot_production_order_fk FOREIGN KEY (site_id, production_order_id) REFERENCES plantsync.production_order (site_id, id)
 );
@@ -37,6 +40,7 @@ COMMENT ON COLUMN plantsync.lot.expires_on IS 'Expiry (shelf life end) date.';
 COMMENT ON COLUMN plantsync.lot.supplier_lot IS 'Supplier''s lot number, for purchased lots.';
 COMMENT ON COLUMN plantsync.lot.erp_ref IS 'Batch identifier in the ERP when it differs from lot_number.';
 COMMENT ON COLUMN plantsync.lot.qms_ref IS 'Identifier of the lot in the QMS.';
+COMMENT ON COLUMN plantsync.lot.parent_lot_id IS 'The lot this one was split from (a partial usage decision puts the blocked quantity in a lot of its own); its lot_split receipt links it in the genealogy.';
 COMMENT ON COLUMN plantsync.lot.created_at IS 'When the lot row was created.';
 COMMENT ON COLUMN plantsync.lot.updated_at IS 'When the lot row was last changed (kept by the guard trigger).';
 
@@ -97,7 +101,7 @@ CREATE TABLE plantsync.material_movement (
     movement_type text NOT NULL
         CONSTRAINT material_movement_type_check CHECK (movement_type IN (
             'goods_receipt', 'consumption', 'production_receipt', 'scrap',
-            'transfer', 'status_change', 'shipment', 'reversal')),
+            'transfer', 'status_change', 'shipment', 'reversal', 'lot_split')),
     material_id uuid NOT NULL,
     lot_id uuid,
     sublot_id uuid,
@@ -139,6 +143,8 @@ CREATE TABLE plantsync.material_movement (
         WHEN 'shipment' THEN from_location_id IS NOT NULL AND to_location_id IS NULL
         WHEN 'transfer' THEN from_location_id IS NOT NULL AND to_location_id IS NOT NULL AND from_location_id <> to_location_id
         WHEN 'status_change' THEN from_location_id IS NOT NULL AND to_location_id = from_location_id
+        -- a split is a pair: out of the lot split, into the lot split from it
+        WHEN 'lot_split' THEN (from_location_id IS NULL) <> (to_location_id IS NULL)
         ELSE from_location_id IS NOT NULL OR to_location_id IS NOT NULL END),
     CONSTRAINT material_movement_stock_types_match_type CHECK (
         movement_type IN ('status_change', 'reversal')
@@ -158,7 +164,7 @@ CREATE INDEX material_movement_recorded_idx ON plantsync.material_movement USING
 COMMENT ON TABLE plantsync.material_movement IS 'Append-only ledger of material movements (ISA-95 MaterialActual; SAP material documents; ERPNext Stock Entry rows). Balances are derived from it; a mistake is corrected by a reversal movement, never by UPDATE or DELETE.';
 COMMENT ON COLUMN plantsync.material_movement.id IS 'Key of the movement, unique across plants.';
 COMMENT ON COLUMN plantsync.material_movement.site_id IS 'Plant where the movement happened.';
-COMMENT ON COLUMN plantsync.material_movement.movement_type IS 'goods_receipt, consumption, production_receipt, scrap, transfer, status_change, shipment or reversal.';
+COMMENT ON COLUMN plantsync.material_movement.movement_type IS 'goods_receipt, consumption, production_receipt, scrap, transfer, status_change, shipment, reversal or lot_split (a pair: out of a lot, from a location; into the lot split from it, at a location).';
 COMMENT ON COLUMN plantsync.material_movement.material_id IS 'Material moved.';
 COMMENT ON COLUMN plantsync.material_movement.lot_id IS 'Lot moved; required for lot-tracked materials, and must be of the same material.';
 COMMENT ON COLUMN plantsync.material_movement.sublot_id IS 'Sublot moved; must belong to lot_id.';
@@ -289,6 +295,12 @@ BEGIN
         IF FOUND AND l.material_id <> NEW.material_id THEN
             RAISE EXCEPTION 'lot "%" is of material "%", not of material "%"', l.lot_number, l.material_number, mat.material_number
                 USING ERRCODE = 'invalid_parameter_value', COLUMN = 'lot_id';
+        END IF;
+        IF FOUND AND NEW.movement_type = 'lot_split' AND NEW.to_location_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM plantsync.lot WHERE id = NEW.lot_id AND parent_lot_id IS NOT NULL) THEN
+            RAISE EXCEPTION 'lot "%" was not split from another lot: a lot_split cannot put stock into it', l.lot_number
+                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'lot_id',
+                      HINT = 'The receiving lot of a split names the lot it was split from (parent_lot_id).';
         END IF;
         IF FOUND AND NEW.movement_type IN ('consumption', 'shipment')
            AND l.disposition NOT IN ('unrestricted', 'in_process') THEN

@@ -78,12 +78,20 @@ SELECT plantsync.register_contract('mes.complete', '{
 SELECT plantsync.register_contract('qms.usage_decision', '{
   "type": "object", "required": ["site", "lot", "decision", "decided_by"],
   "properties": {"site": {"type": "string"}, "lot": {"type": "string"}, "material": {"type": "string"}, "inspection_lot": {"type": "string"},
-                 "decision": {"enum": ["accept", "reject"]}, "code": {"type": "string"},
+                 "decision": {"enum": ["accept", "reject", "partial"]}, "code": {"type": "string"},
+                 "quantities": {"type": "object", "additionalProperties": false, "minProperties": 1,
+                                "properties": {"unrestricted": {"type": "number", "minimum": 0},
+                                               "blocked": {"type": "number", "minimum": 0},
+                                               "scrapped": {"type": "number", "minimum": 0}}},
+                 "uom": {"type": "string"}, "blocked_lot": {"type": "string", "minLength": 1},
                  "decided_by": {"type": "string", "minLength": 1}, "comment": {"type": "string"},
                  "signature": {"type": "object", "required": ["signer", "meaning"],
                                "properties": {"signer": {"type": "string", "minLength": 1},
-                                              "meaning": {"enum": ["approved", "rejected", "reviewed", "released"]}}}}}',
-  'inbound', 'backward', 'QMS decides on a lot: accept (unrestricted) or reject (rejected, blocked for use).');
+                                              "meaning": {"enum": ["approved", "rejected", "reviewed", "released"]}}}},
+  "if": {"properties": {"decision": {"const": "partial"}}},
+  "then": {"required": ["quantities"]},
+  "else": {"not": {"anyOf": [{"required": ["quantities"]}, {"required": ["blocked_lot"]}]}}}',
+  'inbound', 'backward', 'QMS decides on a lot: accept (unrestricted), reject (rejected, blocked for use), or partial with the quantities to free, block and scrap (the blocked part split into a lot of its own).');
 
 -- The prerequisite an MES message may arrive before: the message is parked.
 CREATE FUNCTION plantsync.released_order(p_site text, p_order text)
@@ -270,6 +278,106 @@ BEGIN
 END
 $$;
 
+-- A partial usage decision: the quantities to free, block and scrap, in the
+-- lot's base unit, must add up to what the lot has on hand.
+CREATE FUNCTION plantsync.partial_decision_quantities(m jsonb, l plantsync.lot, OUT free numeric, OUT blocked numeric, OUT scrapped numeric)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mat plantsync.material;
+    uom text;
+    on_hand numeric;
+BEGIN
+    SELECT * INTO mat FROM plantsync.material WHERE id = l.material_id;
+    uom := COALESCE(m ->> 'uom', mat.base_uom);
+    free := plantsync.to_base_quantity(mat.id, COALESCE((m #>> '{quantities,unrestricted}')::numeric, 0), uom);
+    blocked := plantsync.to_base_quantity(mat.id, COALESCE((m #>> '{quantities,blocked}')::numeric, 0), uom);
+    scrapped := plantsync.to_base_quantity(mat.id, COALESCE((m #>> '{quantities,scrapped}')::numeric, 0), uom);
+    SELECT COALESCE(sum(b.base_quantity), 0) INTO on_hand FROM plantsync.stock_balance b WHERE b.lot_id = l.id;
+    IF free + blocked + scrapped <> on_hand OR on_hand <= 0 THEN
+        RAISE EXCEPTION 'partial decision on lot "%": % unrestricted + % blocked + % scrapped is % %, but the lot has % % on hand',
+            l.lot_number, free, blocked, scrapped, free + blocked + scrapped, mat.base_uom, on_hand, mat.base_uom
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'quantities',
+                  HINT = 'A partial decision distributes all of the lot''s stock: the quantities must add up to it.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.partial_decision_quantities(jsonb, plantsync.lot) IS 'Used by the usage decision handler: the quantities of a partial decision in the lot''s base unit, refused unless they add up to the lot''s stock.';
+REVOKE EXECUTE ON FUNCTION plantsync.partial_decision_quantities(jsonb, plantsync.lot) FROM PUBLIC;
+
+-- The stock side of a partial decision: the scrapped quantity leaves the
+-- lot; the blocked quantity, when some is also freed, moves into a lot of
+-- its own, blocked from the start (one disposition per lot keeps the
+-- quality hold enforceable), split from the lot (a lot_split pair and a
+-- split_into genealogy link). Lots and the ledger belong to MES: the hub
+-- writes them as MES, the movements marked as coming from the QMS decision.
+-- The ERP knows the split-off lot as stock of the original batch (erp_ref),
+-- so the receiving half of the split reaches it as a change of stock type
+-- there (SAP 350 from quality inspection).
+CREATE FUNCTION plantsync.split_on_decision(m jsonb, l plantsync.lot, p_inspection_lot uuid, p_free numeric, p_blocked numeric,
+                                            p_scrapped numeric)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := (SELECT base_uom FROM plantsync.material WHERE id = l.material_id);
+    ref text := (SELECT inspection_lot_number FROM plantsync.inspection_lot WHERE id = p_inspection_lot);
+    child plantsync.lot;
+    b record;
+    to_scrap numeric := p_scrapped;
+    to_split numeric := CASE WHEN p_free > 0 THEN p_blocked ELSE 0 END;
+    take numeric;
+    n integer := 0;
+BEGIN
+    PERFORM set_config('plantsync.source_system', 'mes', true);
+    IF to_split > 0 THEN
+        BEGIN
+            INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition, production_order_id, manufactured_at, expires_on,
+                                       supplier_lot, erp_ref, parent_lot_id)
+            VALUES (l.site_id, l.material_id, COALESCE(m ->> 'blocked_lot', l.lot_number || '-B'), 'blocked', l.production_order_id,
+                    l.manufactured_at, l.expires_on, l.supplier_lot, COALESCE(l.erp_ref, l.lot_number), l.id)
+            RETURNING * INTO child;
+        EXCEPTION WHEN unique_violation THEN
+            RAISE EXCEPTION 'partial decision on lot "%": lot "%" exists already', l.lot_number, COALESCE(m ->> 'blocked_lot', l.lot_number || '-B')
+                USING ERRCODE = 'unique_violation', COLUMN = 'blocked_lot',
+                      HINT = 'Name the lot for the blocked quantity with blocked_lot.';
+        END;
+    END IF;
+    -- location by location, in the order of their codes
+    FOR b IN SELECT s.storage_location_id, s.base_quantity FROM plantsync.stock_balance s
+               JOIN plantsync.storage_location loc ON loc.id = s.storage_location_id
+              WHERE s.lot_id = l.id AND s.base_quantity > 0 ORDER BY loc.location_code LOOP
+        take := least(to_scrap, b.base_quantity);
+        IF take > 0 THEN
+            n := n + 1;
+            INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id,
+                                                     source_system, external_id, reason)
+            VALUES (l.site_id, 'scrap', l.material_id, l.id, take, base, b.storage_location_id, 'qms', format('UD-%s-%s', ref, n),
+                    format('usage decision on %s: scrapped', ref));
+            to_scrap := to_scrap - take;
+            b.base_quantity := b.base_quantity - take;
+        END IF;
+        take := least(to_split, b.base_quantity);
+        IF take > 0 THEN
+            n := n + 1;
+            INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, to_location_id,
+                                                     source_system, external_id, reason)
+            VALUES (l.site_id, 'lot_split', l.material_id, l.id, take, base, b.storage_location_id, NULL, 'qms', format('UD-%s-%s', ref, n),
+                    format('usage decision on %s: blocked part split into %s', ref, child.lot_number)),
+                   (l.site_id, 'lot_split', l.material_id, child.id, take, base, NULL, b.storage_location_id, 'qms', format('UD-%s-%s-in', ref, n),
+                    format('usage decision on %s: blocked part split from %s', ref, l.lot_number));
+            to_split := to_split - take;
+        END IF;
+    END LOOP;
+    PERFORM set_config('plantsync.source_system', 'qms', true);
+    RETURN jsonb_strip_nulls(jsonb_build_object('blocked_lot_id', child.id, 'blocked_lot', child.lot_number));
+END
+$$;
+COMMENT ON FUNCTION plantsync.split_on_decision(jsonb, plantsync.lot, uuid, numeric, numeric, numeric) IS 'Used by the usage decision handler: scraps the scrapped quantity of a partial decision and splits the blocked quantity into a lot of its own (blocked), location by location.';
+REVOKE EXECUTE ON FUNCTION plantsync.split_on_decision(jsonb, plantsync.lot, uuid, numeric, numeric, numeric) FROM PUBLIC;
+
 CREATE FUNCTION plantsync.handle_qms_usage_decision(m jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -281,6 +389,10 @@ DECLARE
     ud uuid;
     nc uuid;
     new_disposition text := CASE m ->> 'decision' WHEN 'accept' THEN 'unrestricted' ELSE 'rejected' END;
+    q_free numeric;
+    q_blocked numeric;
+    q_scrapped numeric;
+    split jsonb;
 BEGIN
     l := plantsync.lot_of_message(m);
     -- the inspection lot: the one named, or the lot's open final inspection,
@@ -297,27 +409,40 @@ BEGIN
     END IF;
     UPDATE plantsync.inspection_lot SET status = 'results_recorded' WHERE id = il AND status IN ('created', 'released');
     UPDATE plantsync.inspection_lot SET status = 'released' WHERE id = il AND status = 'created';
-    INSERT INTO plantsync.usage_decision (site_id, inspection_lot_id, decision, decision_code, decided_by, comment)
-    VALUES (site, il, m ->> 'decision', m ->> 'code', m ->> 'decided_by', m ->> 'comment')
+    IF m ->> 'decision' = 'partial' THEN
+        SELECT * INTO q_free, q_blocked, q_scrapped FROM plantsync.partial_decision_quantities(m, l);
+        -- what is freed stays in the lot; with nothing freed, what is blocked does
+        new_disposition := CASE WHEN q_free > 0 THEN 'unrestricted' WHEN q_blocked > 0 THEN 'blocked' ELSE 'rejected' END;
+    END IF;
+    INSERT INTO plantsync.usage_decision (site_id, inspection_lot_id, decision, decision_code, decided_by, comment,
+                                          quantity_unrestricted, quantity_blocked, quantity_scrapped)
+    VALUES (site, il, m ->> 'decision', m ->> 'code', m ->> 'decided_by', m ->> 'comment',
+            COALESCE(q_free, 0), COALESCE(q_blocked, 0), COALESCE(q_scrapped, 0))
     RETURNING id INTO ud;
+    IF m ->> 'decision' = 'partial' THEN
+        split := plantsync.split_on_decision(m, l, il, q_free, q_blocked, q_scrapped);
+    END IF;
     IF m ? 'signature' THEN
         INSERT INTO plantsync.usage_decision_signature (site_id, usage_decision_id, signer, meaning, record_hash)
         VALUES (site, ud, m #>> '{signature,signer}', m #>> '{signature,meaning}', plantsync.usage_decision_hash(ud));
     END IF;
-    UPDATE plantsync.inspection_lot SET status = CASE m ->> 'decision' WHEN 'accept' THEN 'accepted' ELSE 'rejected' END WHERE id = il;
-    UPDATE plantsync.lot SET disposition = new_disposition WHERE id = l.id;
-    -- a rejected lot is a nonconformance to work on, opened with the decision
-    IF m ->> 'decision' = 'reject' THEN
+    UPDATE plantsync.inspection_lot SET status = CASE WHEN new_disposition = 'unrestricted' THEN 'accepted' ELSE 'rejected' END WHERE id = il;
+    UPDATE plantsync.lot SET disposition = new_disposition WHERE id = l.id AND disposition <> new_disposition;
+    -- a rejected lot, or the part of one that was blocked or scrapped, is a
+    -- nonconformance to work on, opened with the decision
+    IF m ->> 'decision' = 'reject' OR q_blocked > 0 OR q_scrapped > 0 THEN
         INSERT INTO plantsync.nonconformance (site_id, nc_number, severity, title, description, material_id, lot_id, inspection_lot_id,
                                               production_order_id)
-        SELECT site, 'NC-' || i.inspection_lot_number, 'major', format('Lot %s rejected', l.lot_number),
+        SELECT site, 'NC-' || i.inspection_lot_number, 'major',
+               CASE WHEN m ->> 'decision' = 'reject' THEN format('Lot %s rejected', l.lot_number)
+                    ELSE format('Lot %s partly rejected: %s blocked, %s scrapped', l.lot_number, q_blocked, q_scrapped) END,
                concat_ws(': ', m ->> 'code', m ->> 'comment'), l.material_id, l.id, i.id, l.production_order_id
           FROM plantsync.inspection_lot i WHERE i.id = il
         ON CONFLICT (site_id, nc_number) DO NOTHING
         RETURNING id INTO nc;
     END IF;
     RETURN jsonb_strip_nulls(jsonb_build_object('lot_id', l.id, 'inspection_lot_id', il, 'usage_decision_id', ud, 'disposition', new_disposition,
-                                                'signed', m ? 'signature', 'nonconformance_id', nc));
+                                                'signed', m ? 'signature', 'nonconformance_id', nc) || COALESCE(split, '{}'));
 END
 $$;
 
@@ -326,7 +451,7 @@ COMMENT ON FUNCTION plantsync.handle_erp_order_cancel(jsonb) IS 'Handler of erp.
 COMMENT ON FUNCTION plantsync.handle_mes_consume(jsonb, text) IS 'Handler of mes.consume: a consumption in the ledger (which links the genealogy).';
 COMMENT ON FUNCTION plantsync.handle_mes_confirm(jsonb, text) IS 'Handler of mes.confirm: a confirmation; the order is in progress from the first one.';
 COMMENT ON FUNCTION plantsync.handle_mes_complete(jsonb, text) IS 'Handler of mes.complete: the produced lot in restricted disposition (quality-inspection stock), its production receipt, the order completed.';
-COMMENT ON FUNCTION plantsync.handle_qms_usage_decision(jsonb) IS 'Handler of qms.usage_decision: the usage decision on the lot''s inspection lot (created if QMS did not announce one) and the lot''s new disposition; a rejection opens a nonconformance (NC-<inspection lot>) about the lot.';
+COMMENT ON FUNCTION plantsync.handle_qms_usage_decision(jsonb) IS 'Handler of qms.usage_decision: the usage decision on the lot''s inspection lot (created if QMS did not announce one) and the lot''s new disposition; a partial decision scraps and splits off quantities (see plantsync.split_on_decision); a rejection, or a partial decision that blocks or scraps, opens a nonconformance (NC-<inspection lot>) about the lot.';
 
 -- ---------- the inbox ----------
 
@@ -470,7 +595,7 @@ COMMENT ON FUNCTION plantsync.erp_cancel_order(text, jsonb) IS 'ERP: cancel a pr
 COMMENT ON FUNCTION plantsync.mes_consume(text, jsonb) IS 'MES: consume a lot into an order (contract mes.consume); parked until the order is released.';
 COMMENT ON FUNCTION plantsync.mes_confirm(text, jsonb) IS 'MES: confirm an operation (contract mes.confirm); parked until the order is released.';
 COMMENT ON FUNCTION plantsync.mes_complete(text, jsonb) IS 'MES: complete an order with its lot, received into quality-inspection stock (contract mes.complete).';
-COMMENT ON FUNCTION plantsync.qms_usage_decision(text, jsonb) IS 'QMS: usage decision on a lot, accept or reject (contract qms.usage_decision).';
+COMMENT ON FUNCTION plantsync.qms_usage_decision(text, jsonb) IS 'QMS: usage decision on a lot: accept, reject, or partial with the quantities to free, block and scrap (contract qms.usage_decision).';
 REVOKE EXECUTE ON FUNCTION plantsync.erp_release_order(text, jsonb), plantsync.erp_cancel_order(text, jsonb),
     plantsync.mes_consume(text, jsonb), plantsync.mes_confirm(text, jsonb), plantsync.mes_complete(text, jsonb),
     plantsync.qms_usage_decision(text, jsonb) FROM PUBLIC;

@@ -116,7 +116,7 @@ INSERT INTO plantsync.state (machine, state, is_initial, is_final, description) 
     ('material_disposition', 'in_process', true, false, 'Being produced or work in process (ISA-95 In-Process).'),
     ('material_disposition', 'restricted', true, false, 'Awaiting a quality decision: SAP quality-inspection stock (ISA-95 Restricted).'),
     ('material_disposition', 'unrestricted', true, false, 'Free to use and ship: SAP unrestricted stock.'),
-    ('material_disposition', 'blocked', false, false, 'On hold: SAP blocked stock, ERPNext quarantine warehouse.'),
+    ('material_disposition', 'blocked', true, false, 'On hold: SAP blocked stock, ERPNext quarantine warehouse (a lot may start on hold: received on hold, or split off blocked by a partial usage decision).'),
     ('material_disposition', 'rejected', false, false, 'Rejected by quality, awaiting scrap or return.'),
     ('material_disposition', 'consumed', false, false, 'Fully consumed into an order.'),
     ('material_disposition', 'shipped', false, false, 'Shipped to a customer.'),

@@ -21,6 +21,7 @@ from e2e_support import E2E  # noqa: E402
 T = E2E("e2e_scenario_dialects")
 check, psql, mock, wait_for = T.check, T.psql, T.mock, T.wait_for
 
+SITES = {"erpnext": "EN", "sap": "SP"}
 ROUTES = {
     "erpnext": [
         # endpoint, path, event pattern, transform
@@ -32,7 +33,7 @@ ROUTES = {
     ],
     "sap": [
         ("sap-gr", "/sap/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader", "material_movement.*", "plantsync.sap_material_document",
-         '$.movement_type == "production_receipt"'),
+         '($.movement_type == "production_receipt" || $.movement_type == "scrap" || $.movement_type == "lot_split")'),
         ("sap-conf", "/sap/API_PROD_ORDER_CONFIRMATION_2_SRV/ProdnOrdConf2", "production_confirmation.*",
          "plantsync.sap_production_confirmation"),
         ("sap-lot", "/sap/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader", "lot.*", "plantsync.sap_lot_stock_transfer"),
@@ -56,7 +57,9 @@ def run_scenario(dialect, site):
     out["release_pass"] = release(f"{site}-PASS", 100)
     out["release_fail"] = release(f"{site}-FAIL", 50)
     out["duplicate"] = release(f"{site}-FAIL", 50)
-    for order, qty, lot in ((f"{site}-PASS", 100, f"{site}-FG-PASS"), (f"{site}-FAIL", 50, f"{site}-FG-FAIL")):
+    out["release_part"] = release(f"{site}-PART", 100)
+    for order, qty, lot in ((f"{site}-PASS", 100, f"{site}-FG-PASS"), (f"{site}-FAIL", 50, f"{site}-FG-FAIL"),
+                            (f"{site}-PART", 100, f"{site}-FG-PART")):
         api("mes_operation", msg("op", order), {"site": site, "order": order, "operation": "0010", "action": "start"})
         if order.endswith("FAIL"):
             api("mes_consume", msg("con", order), {"site": site, "order": order, "material": "SUGAR", "lot": "S-1",
@@ -69,6 +72,10 @@ def run_scenario(dialect, site):
                                                                   "decided_by": "qa.lead"})
     out["reject"] = api("qms_usage_decision", msg("ud", "fail"), {"site": site, "lot": f"{site}-FG-FAIL", "decision": "reject",
                                                                   "decided_by": "qa.lead", "comment": "viscosity out of spec"})
+    # partial: 60 freed, 30 blocked (split off into a lot of its own), 10 scrapped
+    out["partial"] = api("qms_usage_decision", msg("ud", "part"), {
+        "site": site, "lot": f"{site}-FG-PART", "decision": "partial", "decided_by": "qa.lead", "comment": "fill level",
+        "quantities": {"unrestricted": 60, "blocked": 30, "scrapped": 10}})
     # the rejected lot is held whatever system asks
     # (the block succeeds only when the consumption is refused with PS006)
     out["held"] = psql(f"""DO $$ BEGIN
@@ -131,6 +138,9 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
         check(f"{dialect}: a release sent twice is applied once", out["duplicate"].get("message") == "duplicate", str(out["duplicate"]))
         check(f"{dialect}: the pass lot is released", out["accept"].get("disposition") == "unrestricted", str(out["accept"]))
         check(f"{dialect}: the rejected lot cannot be consumed (quality hold, PS006)", out["held"] == "", str(out["held"]))
+        check(f"{dialect}: the partial decision frees the lot and splits off the blocked part",
+              out["partial"].get("disposition") == "unrestricted" and out["partial"].get("blocked_lot") == f"{SITES[dialect]}-FG-PART-B",
+              str(out["partial"]))
         check(f"{dialect}: the fail lot is rejected with a nonconformance",
               out["reject"].get("disposition") == "rejected" and "nonconformance_id" in out["reject"], str(out["reject"]))
     check("the parked consumptions were applied when their orders arrived",
@@ -147,8 +157,7 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
     wo = at("/erpnext/api/resource/Work%20Order")
     check("ERPNext: each order's life as Work Order statuses",
           sorted({(d["name"], d["status"]) for d in wo}) ==
-          sorted({("EN-PASS-ERP", s) for s in ("Not Started", "In Process", "Completed")} |
-                 {("EN-FAIL-ERP", s) for s in ("Not Started", "In Process", "Completed")}),
+          sorted({(f"EN-{k}-ERP", s) for s in ("Not Started", "In Process", "Completed") for k in ("PASS", "FAIL", "PART")}),
           str(sorted({(d["name"], d["status"]) for d in wo})))
     se_moves = [d for r in reqs if r["path"] == "/erpnext/api/resource/Stock%20Entry" for d in [body(r)]]
     purposes = sorted((d["purpose"], d.get("work_order"), d["items"][0]["batch_no"], d["items"][0]["qty"]) for d in se_moves)
@@ -157,21 +166,29 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
                               ("Material Consumption for Manufacture", "EN-PASS-ERP", "S-1", 60),
                               ("Material Consumption for Manufacture", "EN-FAIL-ERP", "S-1", 30),
                               ("Manufacture", "EN-PASS-ERP", "EN-FG-PASS", 100),
-                              ("Manufacture", "EN-FAIL-ERP", "EN-FG-FAIL", 50)]), str(purposes))
+                              ("Manufacture", "EN-FAIL-ERP", "EN-FG-FAIL", 50),
+                              ("Manufacture", "EN-PART-ERP", "EN-FG-PART", 100),
+                              ("Material Issue", None, "EN-FG-PART", 10)]), str(purposes))
     check("ERPNext: the produced lots, in quality inspection, are received into the quarantine warehouse",
           sorted((i["batch_no"], i["t_warehouse"]) for d in se_moves if d["purpose"] == "Manufacture" for i in d["items"])
-          == [("EN-FG-FAIL", "Quarantine - ACME"), ("EN-FG-PASS", "Quarantine - ACME")],
+          == [("EN-FG-FAIL", "Quarantine - ACME"), ("EN-FG-PART", "Quarantine - ACME"), ("EN-FG-PASS", "Quarantine - ACME")],
           str([(i["batch_no"], i.get("t_warehouse")) for d in se_moves if d["purpose"] == "Manufacture" for i in d["items"]]))
     lot_moves = [d for r in reqs if r["path"] == "/erpnext/api/resource/Stock%20Entry/lot" for d in [body(r)]]
-    check("ERPNext: the released lot leaves the quarantine warehouse; the rejected one stays",
-          [(i["batch_no"], i["s_warehouse"], i["t_warehouse"], i["qty"]) for d in lot_moves for i in d["items"]]
-          == [("EN-FG-PASS", "Quarantine - ACME", "Finished Goods - ACME", 100)], json.dumps(lot_moves)[:300])
+    check("ERPNext: the released lot leaves the quarantine warehouse, and the freed part of the partial one; the rejected and the blocked stay",
+          sorted((i["batch_no"], i["s_warehouse"], i["t_warehouse"], i["qty"]) for d in lot_moves for i in d["items"])
+          == [("EN-FG-PART", "Quarantine - ACME", "Finished Goods - ACME", 60), ("EN-FG-PASS", "Quarantine - ACME", "Finished Goods - ACME", 100)],
+          json.dumps(lot_moves)[:300])
+    check("ERPNext: the partial decision's scrap leaves from the quarantine warehouse; its split moves nothing",
+          [(i["batch_no"], i["s_warehouse"], i["qty"]) for d in se_moves if d["purpose"] == "Material Issue" for i in d["items"]]
+          == [("EN-FG-PART", "Quarantine - ACME", 10)], str([d["items"] for d in se_moves if d["purpose"] == "Material Issue"]))
     qi = at("/erpnext/api/resource/Quality%20Inspection")
     check("ERPNext: a Quality Inspection per decision, Accepted and Rejected",
-          sorted((d["batch_no"], d["status"]) for d in qi) == [("EN-FG-FAIL", "Rejected"), ("EN-FG-PASS", "Accepted")], str(qi)[:300])
+          sorted((d["batch_no"], d["status"]) for d in qi) == [("EN-FG-FAIL", "Rejected"), ("EN-FG-PART", "Accepted"), ("EN-FG-PASS", "Accepted")],
+          str(qi)[:300])
     nc = at("/erpnext/api/resource/Non%20Conformance")
-    check("ERPNext: the rejection as an open Non Conformance",
-          [(d["status"], d["procedure"], "EN-FG-FAIL" in d["details"]) for d in nc] == [("Open", "QP-0001", True)], str(nc)[:300])
+    check("ERPNext: the rejection and the partial decision as open Non Conformances",
+          sorted((d["status"], d["procedure"], "EN-FG-FAIL" in d["details"], "EN-FG-PART" in d["details"]) for d in nc)
+          == [("Open", "QP-0001", False, True), ("Open", "QP-0001", True, False)], str(nc)[:300])
 
     # ---------- SAP ----------
     conf = at("/sap/API_PROD_ORDER_CONFIRMATION_2_SRV/ProdnOrdConf2")
@@ -179,23 +196,28 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
                   tuple(sorted((i["GoodsMovementType"], i.get("Batch"), i["QuantityInEntryUnit"]) for i in d["to_ProdnOrdConfMatlDocItm"]["results"])))
                  for d in conf)
     check("SAP: one final confirmation per order, with the consumption (261) posted before it",
-          got == [("SP-FAIL-ERP", True, "50", (("261", "S-1", "30"),)), ("SP-PASS-ERP", True, "100", (("261", "S-1", "60"),))], str(got))
+          got == [("SP-FAIL-ERP", True, "50", (("261", "S-1", "30"),)), ("SP-PART-ERP", True, "100", ()),
+                  ("SP-PASS-ERP", True, "100", (("261", "S-1", "60"),))], str(got))
     docs = at("/sap/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader")
     got = sorted((i["Batch"], i["GoodsMovementType"], i["QuantityInEntryUnit"], i["StorageLocation"], i["Material"])
                  for d in docs for i in d["to_MaterialDocumentItem"]["results"])
-    check("SAP: the produced lots received against their orders (101), then released from quality inspection (321) or blocked (350)",
+    check("SAP: the produced lots received against their orders (101), then released from quality inspection (321) or blocked (350); "
+          "the partial one in the same batch: 10 scrapped from quality inspection (553), 30 blocked (350), 60 released (321)",
           got == [("SP-FG-FAIL", "101", "50", "0002", "FG-200"), ("SP-FG-FAIL", "350", "50", "0002", "FG-200"),
+                  ("SP-FG-PART", "101", "100", "0002", "FG-200"), ("SP-FG-PART", "321", "60", "0002", "FG-200"),
+                  ("SP-FG-PART", "350", "30", "0002", "FG-200"), ("SP-FG-PART", "553", "10", "0002", "FG-200"),
                   ("SP-FG-PASS", "101", "100", "0002", "FG-200"), ("SP-FG-PASS", "321", "100", "0002", "FG-200")], str(got))
     ud = at("/sap/API_INSPECTIONLOT_SRV/A_InspLotUsageDecision")
-    check("SAP: the usage decisions with valuation A and R",
-          sorted((d["Batch"], d["InspLotUsageDecisionValuation"], d["Plant"]) for d in ud) == [("SP-FG-FAIL", "R", "1010"), ("SP-FG-PASS", "A", "1010")],
+    check("SAP: the usage decisions with valuation A and R (the partial one without a single valuation)",
+          sorted((d["Batch"], d.get("InspLotUsageDecisionValuation", ""), d["Plant"]) for d in ud)
+          == [("SP-FG-FAIL", "R", "1010"), ("SP-FG-PART", "", "1010"), ("SP-FG-PASS", "A", "1010")],
           str(ud)[:300])
 
     # ---------- QMS, and what holds for every request ----------
     ce = [(body(r), r) for r in reqs if r["path"] == "/qms/events"]
     check("the QMS is asked for a final inspection of each produced lot, as a CloudEvent correlated to its order",
           sorted((e["plantlot"], e["type"], e.get("plantorder")) for e, _ in ce) ==
-          sorted([(f"{s}-FG-{k}", "lot.restricted", f"{s}-{k}") for s in ("EN", "SP") for k in ("PASS", "FAIL")]),
+          sorted([(f"{s}-FG-{k}", "lot.restricted", f"{s}-{k}") for s in ("EN", "SP") for k in ("PASS", "FAIL", "PART")]),
           str([(e.get("plantlot"), e.get("plantorder")) for e, _ in ce]))
     check("every request carries an Idempotency-Key, none twice",
           all(r["headers"].get("idempotency-key") for r in reqs)

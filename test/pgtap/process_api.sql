@@ -125,6 +125,71 @@ SELECT throws_ok($$SELECT plantsync.mes_consume('mes-6', '{"site": "PA", "order"
 SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-3', '{"site": "PA", "lot": "FG-2", "decision": "maybe", "decided_by": "x"}')$$,
                  'PS010', NULL, 'a decision outside the contract is refused');
 
+-- partial: 60 freed, 30 blocked (split into a lot of its own), 10 scrapped
+SELECT is(plantsync.erp_release_order('erp-p1', '{"site": "PA", "order": "PO-P", "material": "FG", "quantity": 100, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
+          'applied', 'an order for a partial decision');
+SELECT is(plantsync.mes_complete('mes-p1', '{"site": "PA", "order": "PO-P", "lot": "FG-P", "quantity": 100, "uom": "KG", "location": "WH"}') ->> 'message',
+          'applied', 'completed into quality stock');
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-p0', '{"site": "PA", "lot": "FG-P", "decision": "partial", "decided_by": "qa"}')$$,
+                 'PS010', NULL, 'a partial decision without quantities breaks the contract');
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-p0', '{"site": "PA", "lot": "FG-P", "decision": "accept", "decided_by": "qa", "quantities": {"unrestricted": 100}}')$$,
+                 'PS010', NULL, 'quantities with an accept break the contract');
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-p0', '{"site": "PA", "lot": "FG-P", "decision": "partial", "decided_by": "qa", "quantities": {"unrestricted": -1, "blocked": 101}}')$$,
+                 'PS010', NULL, 'a negative quantity breaks the contract');
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-p0', '{"site": "PA", "lot": "FG-P", "decision": "partial", "decided_by": "qa", "quantities": {"unrestricted": 60, "blocked": 30}}')$$,
+                 '22023', 'partial decision on lot "FG-P": 60 unrestricted + 30 blocked + 0 scrapped is 90 KG, but the lot has 100 KG on hand',
+                 'quantities that do not add up to the stock are refused, naming both');
+SELECT is((SELECT count(*) FROM plantsync.usage_decision ud JOIN plantsync.inspection_lot il ON il.id = ud.inspection_lot_id JOIN plantsync.lot l ON l.id = il.lot_id
+            WHERE l.lot_number = 'FG-P'), 0::bigint, 'and nothing of the refused decisions is left');
+CREATE TEMP TABLE partial AS
+SELECT plantsync.qms_usage_decision('qms-p1', '{"site": "PA", "lot": "FG-P", "decision": "partial", "decided_by": "qa.lead", "code": "P1",
+                                               "comment": "fill level", "quantities": {"unrestricted": 60, "blocked": 30, "scrapped": 10}}') AS outcome;
+SELECT is((SELECT outcome - '{lot_id, inspection_lot_id, usage_decision_id, nonconformance_id, blocked_lot_id}'::text[] FROM partial),
+          '{"message": "applied", "disposition": "unrestricted", "signed": false, "blocked_lot": "FG-P-B"}'::jsonb,
+          'partial: the lot freed, the blocked part split into FG-P-B');
+SELECT results_eq($$SELECT l.lot_number, l.disposition, ib.stock_type, ib.base_quantity, p.lot_number, l.erp_ref
+                      FROM plantsync.lot l JOIN plantsync.inventory_balance ib ON ib.lot_id = l.id LEFT JOIN plantsync.lot p ON p.id = l.parent_lot_id
+                     WHERE l.lot_number LIKE 'FG-P%' ORDER BY 1$$,
+                  $$VALUES ('FG-P', 'unrestricted', 'unrestricted', 60::numeric, NULL, NULL), ('FG-P-B', 'blocked', 'blocked', 30::numeric, 'FG-P', 'FG-P')$$,
+                  'stock: 60 unrestricted in FG-P, 30 blocked in FG-P-B (known to the ERP as batch FG-P), 10 scrapped');
+SELECT results_eq($$SELECT movement_type, l.lot_number, quantity, from_location_id IS NOT NULL, to_location_id IS NOT NULL, source_system
+                      FROM plantsync.material_movement mv JOIN plantsync.lot l ON l.id = mv.lot_id
+                     WHERE mv.external_id LIKE 'UD-%' AND l.lot_number LIKE 'FG-P%' ORDER BY mv.external_id$$,
+                  $$VALUES ('scrap', 'FG-P', 10::numeric, true, false, 'qms'), ('lot_split', 'FG-P', 30::numeric, true, false, 'qms'),
+                           ('lot_split', 'FG-P-B', 30::numeric, false, true, 'qms')$$,
+                  'in the ledger: the scrap and the split pair, marked as coming from the QMS decision');
+SELECT results_eq($$SELECT ud.decision, ud.quantity_unrestricted, ud.quantity_blocked, ud.quantity_scrapped, il.status
+                      FROM plantsync.usage_decision ud JOIN plantsync.inspection_lot il ON il.id = ud.inspection_lot_id JOIN plantsync.lot l ON l.id = il.lot_id
+                     WHERE l.lot_number = 'FG-P'$$,
+                  $$VALUES ('partial', 60::numeric, 30::numeric, 10::numeric, 'accepted')$$, 'the decision keeps its quantities; the inspection lot is accepted');
+SELECT is((SELECT title FROM plantsync.nonconformance WHERE id = ((SELECT outcome FROM partial) ->> 'nonconformance_id')::uuid),
+          'Lot FG-P partly rejected: 30 blocked, 10 scrapped', 'what was blocked and scrapped is a nonconformance');
+SELECT results_eq($$SELECT node_number, depth, quantity FROM plantsync.trace_forward((SELECT id FROM plantsync.lot WHERE lot_number = 'FG-P'))$$,
+                  $$VALUES ('FG-P-B', 1, 30::numeric)$$, 'the genealogy: FG-P-B was split from FG-P (a recall of FG-P finds it)');
+SELECT results_eq($$SELECT node_number FROM plantsync.trace_backward((SELECT id FROM plantsync.lot WHERE lot_number = 'FG-P-B')) ORDER BY 1$$,
+                  $$VALUES ('FG-P')$$, 'and back');
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-p2', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-P-B", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
+                 'PS006', NULL, 'the blocked part cannot be consumed');
+SELECT is(plantsync.mes_consume('mes-p3', '{"site": "PA", "order": "PO-11", "material": "FG", "lot": "FG-P", "quantity": 1, "uom": "KG", "location": "WH"}') ->> 'message',
+          'applied', 'the freed part can');
+SELECT is(plantsync.qms_usage_decision('qms-p1', '{"site": "PA", "lot": "FG-P", "decision": "partial", "decided_by": "qa.lead", "code": "P1",
+                                                  "comment": "fill level", "quantities": {"unrestricted": 60, "blocked": 30, "scrapped": 10}}')
+            - '{message, first_status, first_received_at}'::text[],
+          (SELECT outcome - 'message' FROM partial), 'the same decision again returns the first outcome');
+SELECT is((SELECT count(*) FROM plantsync.lot WHERE lot_number LIKE 'FG-P%'), 2::bigint, 'and splits nothing twice');
+-- nothing freed: no split, the lot itself is blocked; the name of the lot for the blocked part is free to choose
+SELECT is(plantsync.erp_release_order('erp-p2', '{"site": "PA", "order": "PO-Q", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
+          'applied', 'one more order');
+SELECT is(plantsync.mes_complete('mes-p4', '{"site": "PA", "order": "PO-Q", "lot": "FG-Q", "quantity": 10, "uom": "KG", "location": "WH"}') ->> 'message', 'applied', 'completed');
+SELECT throws_ok($$SELECT plantsync.qms_usage_decision('qms-p2', '{"site": "PA", "lot": "FG-Q", "decision": "partial", "decided_by": "qa", "blocked_lot": "FG-P-B",
+                                                                  "quantities": {"unrestricted": 4, "blocked": 6}}')$$,
+                 '23505', 'partial decision on lot "FG-Q": lot "FG-P-B" exists already', 'the lot for the blocked part must be new');
+SELECT is(plantsync.qms_usage_decision('qms-p3', '{"site": "PA", "lot": "FG-Q", "decision": "partial", "decided_by": "qa", "quantities": {"blocked": 8, "scrapped": 2}}') ->> 'disposition',
+          'blocked', 'nothing freed: the lot keeps the blocked part itself');
+SELECT results_eq($$SELECT l.disposition, ib.base_quantity, (SELECT count(*) FROM plantsync.lot c WHERE c.parent_lot_id = l.id)
+                      FROM plantsync.lot l JOIN plantsync.inventory_balance ib ON ib.lot_id = l.id WHERE l.lot_number = 'FG-Q'$$,
+                  $$VALUES ('blocked', 8::numeric, 0::bigint)$$, '8 blocked in FG-Q, 2 scrapped, no split');
+
 -- cancel
 SELECT is(plantsync.erp_release_order('erp-7', '{"site": "PA", "order": "PO-13", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
           'applied', 'one more order');
