@@ -218,3 +218,18 @@ RESET plantsync.source_system;
 SELECT m.external_id, g.movement_type, g.movement_code
   FROM plantsync.material_movement m, LATERAL plantsync.sap_goods_movement(m.id) g
  WHERE m.external_id IN ('DX-5', 'DX-5-REV') ORDER BY m.external_id;
+
+-- Batch transforms: a batch is one kind of document; a mixed or empty one
+-- is refused, and a batch whose transform fails goes as the array it is.
+SELECT jsonb_pretty(plantsync.erpnext_stock_entry_batch('[{"purpose": "Material Consumption for Manufacture", "work_order": "W1", "company": "C", "remarks": "a", "items": [{"qty": 1}]},
+                                                          {"purpose": "Material Consumption for Manufacture", "work_order": "W1", "company": "C", "remarks": "b", "items": [{"qty": 2}, {"qty": 3}]}]'));
+SELECT plantsync.erpnext_stock_entry_batch('[{"purpose": "Material Issue", "work_order": "W1"}, {"purpose": "Material Receipt", "work_order": "W1"}]');
+\echo :SQLSTATE
+SELECT plantsync.erpnext_stock_entry_batch('[]');
+\echo :SQLSTATE
+SELECT plantsync.sap_material_document_batch('[{"GoodsMovementCode": "03", "to_MaterialDocumentItem": {"results": [{"GoodsMovementType": "261"}]}},
+                                               {"GoodsMovementCode": "03", "to_MaterialDocumentItem": {"results": [{"GoodsMovementType": "261"}]}}]')
+       -> 'to_MaterialDocumentItem' AS sap_items;
+SELECT plantsync.sap_material_document_batch('[{"GoodsMovementCode": "03"}, {"GoodsMovementCode": "05"}]');
+\echo :SQLSTATE
+SELECT plantsync.batch_document('plantsync.erpnext_stock_entry_batch', '{"not": "an array"}') IS NULL AS sent_as_array;

@@ -29,6 +29,12 @@ INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode) VA
 \echo :SQLSTATE
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, filter) VALUES ('x', 'orders.*', 'erp', '$.a ==');
 \echo :SQLSTATE
+-- batching per order, or a batch transform, on a route that does not batch
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, batch_by) VALUES ('x', 'orders.*', 'erp', 'order');
+\echo :SQLSTATE
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size, batch_by)
+VALUES ('x', 'orders.*', 'erp', 'batched', 100, 10, 'shift');
+\echo :SQLSTATE
 \set VERBOSITY terse
 INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('ftp', 'erp', 'ftp://example/');
 \echo :SQLSTATE

@@ -1180,7 +1180,7 @@ claim_and_start(void)
 		{
 			claim_plan = SPI_prepare_cursor("SELECT d.delivery_id, d.created_at, d.batch_id, d.attempts, d.event_id, d.event_type, "
 											"d.payload::text, d.idempotency_key, d.ordering_key, "
-											"d.aggregate_seq, d.route_id, d.entity, d.site_id, d.order_number, d.lot_number "
+											"d.aggregate_seq, d.route_id, d.entity, d.site_id, d.order_number, d.lot_number, d.batch_body::text "
 											"FROM plantsync.claim_deliveries($1, $2, $3, $4) d",
 											4, types, CURSOR_OPT_GENERIC_PLAN);
 			if (claim_plan == NULL || SPI_keepplan(claim_plan) != 0)
@@ -1263,7 +1263,14 @@ claim_and_start(void)
 				k++;
 			}
 			appendStringInfoChar(&body, ']');
-			req->body = body.data;
+			/* a batch transform made one document of the batch */
+			if (SPI_getvalue(first, desc, 16) != NULL)
+			{
+				req->body = request_body(SPI_getvalue(first, desc, 16));
+				pfree(body.data);
+			}
+			else
+				req->body = body.data;
 			MemoryContextSwitchTo(claim_context);
 			/* the batch id is the batch's idempotency key */
 			start_request(req, build_url(ep, first, desc), current_batch);

@@ -207,6 +207,50 @@ $$;
 COMMENT ON FUNCTION plantsync.erpnext_stock_entry(plantsync.event) IS
 'Route transform: an ERPNext Stock Entry (POST /api/resource/Stock Entry) for a material_movement event: Material Receipt, Material Consumption for Manufacture (with the work order), Manufacture (the finished row), Material Transfer (for Manufacture when it names an order), Material Issue (scrap, shipment); held stock (quality inspection, blocked) lives in the site''s quarantine warehouse: a change of stock type across that line is a transfer in or out of it (NULL, nothing sent, within it), and held lots are received into it and leave from it. Codes are mapped through plantsync.dialect_mapping; the remarks carry the movement''s external id and the event id.';
 
+-- What a batch transform checks first: a batch is a non-empty array of
+-- documents of one kind, alike in the fields named; returns the last one,
+-- whose header the batch's document takes.
+CREATE FUNCTION plantsync.batch_last(p_docs jsonb, p_what text, p_alike text[])
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last jsonb;
+    odd record;
+BEGIN
+    IF jsonb_typeof(p_docs) IS DISTINCT FROM 'array' OR jsonb_array_length(p_docs) = 0 THEN
+        RAISE EXCEPTION 'a batch of % must be a non-empty JSON array', p_what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    last := p_docs -> (jsonb_array_length(p_docs) - 1);
+    SELECT k, d ->> k AS have INTO odd FROM jsonb_array_elements(p_docs) d, unnest(p_alike) k
+     WHERE d ->> k IS DISTINCT FROM last ->> k LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the % of a batch differ in %: "%" and "%"', p_what, odd.k, COALESCE(odd.have, 'none'), COALESCE(last ->> odd.k, 'none')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Batch one kind of movement per order: a route filter on movement_type, with batch_by = order.';
+    END IF;
+    RETURN last;
+END
+$$;
+COMMENT ON FUNCTION plantsync.batch_last(jsonb, text, text[]) IS 'Used by batch transforms: refuses an empty batch or one whose documents differ in the fields named; returns the last document.';
+
+-- A batch's one Stock Entry: e.g. an order's consumptions posted together
+-- (route mode batched, batch_by order, this as its batch transform).
+CREATE FUNCTION plantsync.erpnext_stock_entry_batch(p_entries jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- posted as of the last movement, with every movement's rows and remarks
+    SELECT plantsync.batch_last(p_entries, 'ERPNext Stock Entries', '{purpose,work_order,company}') || jsonb_build_object(
+        'items', (SELECT jsonb_agg(i ORDER BY n, k) FROM jsonb_array_elements(p_entries) WITH ORDINALITY e (x, n),
+                         jsonb_array_elements(x -> 'items') WITH ORDINALITY it (i, k)),
+        'remarks', (SELECT string_agg(x ->> 'remarks', '; ' ORDER BY n) FROM jsonb_array_elements(p_entries) WITH ORDINALITY e (x, n)))
+$$;
+COMMENT ON FUNCTION plantsync.erpnext_stock_entry_batch(jsonb) IS
+'Batch transform: the Stock Entries of a batch (one purpose and work order) as one Stock Entry with all their rows, posted as of the last one, the remarks of each kept. Refuses a batch that mixes purposes or work orders.';
+
 -- The document number or the error text of an ERP answer, whatever the ERP:
 -- ERPNext {"data": {"name": ...}} or {"message": ...} or {"exc_type": ..., "_server_messages": ...};
 -- SAP OData V2 {"d": {...}} or {"error": {"message": {"value": ...}}}.

@@ -174,6 +174,21 @@ $$;
 COMMENT ON FUNCTION plantsync.sap_material_document(plantsync.event) IS
 'Route transform: a SAP material document (POST API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader) for a material_movement event: posting date, GoodsMovementCode, the movement''s external id in the header text, and one deep-inserted item (see plantsync.sap_goods_movement). Shipments are refused (SAP posts them through outbound deliveries).';
 
+-- A batch's one material document: e.g. an order's goods issues together.
+CREATE FUNCTION plantsync.sap_material_document_batch(p_docs jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT plantsync.batch_last(p_docs, 'SAP material documents', '{GoodsMovementCode}') || jsonb_build_object(
+        'MaterialDocumentHeaderText', left(format('plantsync batch of %s', jsonb_array_length(p_docs)), 25),
+        'to_MaterialDocumentItem', jsonb_build_object('results',
+            (SELECT jsonb_agg(i ORDER BY n, k) FROM jsonb_array_elements(p_docs) WITH ORDINALITY d (x, n),
+                    jsonb_array_elements(x #> '{to_MaterialDocumentItem,results}') WITH ORDINALITY it (i, k))))
+$$;
+COMMENT ON FUNCTION plantsync.sap_material_document_batch(jsonb) IS
+'Batch transform: the material documents of a batch (one GoodsMovementCode) as one document with all their items, posted as of the last one. Refuses a batch that mixes goods movement codes.';
+
 -- A confirmation carries the goods movements of its order recorded since
 -- the order's previous confirmation: each consumption (261) and receipt
 -- (101) travels in exactly one confirmation.

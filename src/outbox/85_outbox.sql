@@ -273,9 +273,13 @@ CREATE TABLE plantsync.route (
         CONSTRAINT route_batch_window_positive CHECK (batch_window_ms > 0),
     batch_max_size integer
         CONSTRAINT route_batch_max_size_positive CHECK (batch_max_size > 0),
+    batch_by text NOT NULL DEFAULT 'route'
+        CONSTRAINT route_batch_by_check CHECK (batch_by IN ('route', 'order')),
+    batch_transform regproc,
     enabled boolean NOT NULL DEFAULT true,
     description text NOT NULL DEFAULT '',
-    CONSTRAINT route_batch_settings CHECK ((mode = 'batched') = (batch_window_ms IS NOT NULL AND batch_max_size IS NOT NULL))
+    CONSTRAINT route_batch_settings CHECK ((mode = 'batched') = (batch_window_ms IS NOT NULL AND batch_max_size IS NOT NULL)),
+    CONSTRAINT route_batch_options CHECK (mode = 'batched' OR (batch_by = 'route' AND batch_transform IS NULL))
 );
 CREATE INDEX route_enabled_idx ON plantsync.route (event_type_like) WHERE enabled;
 COMMENT ON TABLE plantsync.route IS 'Routes: which events go to which endpoint, how (real-time, batched, reconcile-only) and in what shape (transform). One event can match several routes: each match is one delivery.';
@@ -288,6 +292,8 @@ COMMENT ON COLUMN plantsync.route.transform IS 'SQL function (plantsync.event) -
 COMMENT ON COLUMN plantsync.route.mode IS 'realtime: one request per event; batched: one request per batch (window or size, whichever first); reconcile_only: recorded, never sent.';
 COMMENT ON COLUMN plantsync.route.batch_window_ms IS 'Batched mode: how long the oldest delivery of a batch may wait, in milliseconds.';
 COMMENT ON COLUMN plantsync.route.batch_max_size IS 'Batched mode: most deliveries in one request.';
+COMMENT ON COLUMN plantsync.route.batch_by IS 'Batched mode: route (one batch of whatever is waiting) or order (a batch per production order: e.g. an order''s consumptions posted as one document).';
+COMMENT ON COLUMN plantsync.route.batch_transform IS 'Batched mode: function (jsonb) RETURNS jsonb that turns the batch''s payloads (a JSON array, in order) into the one document sent, e.g. plantsync.erpnext_stock_entry_batch; without it the request body is the array.';
 COMMENT ON COLUMN plantsync.route.enabled IS 'Disabled routes create no deliveries.';
 COMMENT ON COLUMN plantsync.route.description IS 'Why the route exists.';
 
@@ -719,11 +725,33 @@ $$;
 COMMENT ON FUNCTION plantsync.discard_deliveries(text, uuid, text, text, timestamptz, timestamptz, uuid) IS
 'Discards dead letters selected by delivery, endpoint, event type pattern, time range or correlation id: they are never sent. Needs a reason; recorded in plantsync.delivery_action.';
 
+-- A batched route's one document: its batch transform over the payloads.
+-- A transform that fails leaves the batch to go as the array it is, which
+-- the endpoint refuses and the dead letter keeps; the claim itself, and the
+-- other routes' batches, are not held up.
+CREATE FUNCTION plantsync.batch_document(p_transform regproc, p_payloads jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    doc jsonb;
+BEGIN
+    EXECUTE format('SELECT %s($1)', p_transform) INTO doc USING p_payloads;
+    RETURN doc;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'batch transform % failed: %; the batch is sent as a JSON array', p_transform, SQLERRM;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION plantsync.batch_document(regproc, jsonb) IS 'Used by claim_deliveries: the document a batched route sends, its batch transform applied to the payloads; NULL (the array is sent) when the transform fails.';
+REVOKE EXECUTE ON FUNCTION plantsync.batch_document(regproc, jsonb) FROM PUBLIC;
+
 CREATE FUNCTION plantsync.claim_deliveries(p_endpoint_id text, p_limit integer DEFAULT 100,
                                            p_lease interval DEFAULT '60 seconds', p_claimant integer DEFAULT NULL)
 RETURNS TABLE (delivery_id uuid, created_at timestamptz, batch_id uuid, route_id text, event_id uuid,
                event_type text, idempotency_key uuid, attempts integer, ordering_key text, aggregate_seq bigint,
-               payload jsonb, entity text, site_id text, order_number text, lot_number text)
+               payload jsonb, entity text, site_id text, order_number text, lot_number text, batch_body jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plantsync.source_system = 'hub'
@@ -742,6 +770,7 @@ DECLARE
     waiting bigint;
     oldest timestamptz;
     b uuid;
+    grp text;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'p_limit must be positive, not %', p_limit USING ERRCODE = 'invalid_parameter_value';
@@ -790,21 +819,32 @@ BEGIN
         RETURNING d.*
     )
     SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
-           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number
+           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number, NULL::jsonb
       FROM upd d
       JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
      ORDER BY d.ordering_key, d.aggregate_seq;
 
-    -- Batched routes: one batch per route when its window has passed or it is
-    -- full, and only one batch of a route in flight at a time (keeps order).
-    FOR r IN SELECT rt.route_id, rt.batch_window_ms, rt.batch_max_size FROM plantsync.route rt
+    -- Batched routes: one batch per route (or per order of the route) when
+    -- its window has passed or it is full, and only one batch of a route in
+    -- flight at a time (keeps order).
+    FOR r IN SELECT rt.route_id, rt.batch_window_ms, rt.batch_max_size, rt.batch_by, rt.batch_transform FROM plantsync.route rt
               WHERE rt.endpoint_id = p_endpoint_id AND rt.mode = 'batched' ORDER BY rt.route_id LOOP
         CONTINUE WHEN EXISTS (SELECT 1 FROM plantsync.delivery d
                                WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.status = 'in_flight');
+        -- per order: the order of the route's oldest waiting delivery
+        grp := NULL;
+        IF r.batch_by = 'order' THEN
+            SELECT ev.order_number INTO grp
+              FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+             WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
+               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+             ORDER BY d.created_at LIMIT 1;
+        END IF;
         SELECT count(*), min(d.created_at) INTO waiting, oldest
-          FROM (SELECT d.created_at FROM plantsync.delivery d
+          FROM (SELECT d.created_at FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
                  WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
                    AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+                   AND (r.batch_by = 'route' OR ev.order_number IS NOT DISTINCT FROM grp)
                  LIMIT r.batch_max_size) d;
         CONTINUE WHEN waiting = 0;
         CONTINUE WHEN waiting < r.batch_max_size
@@ -812,9 +852,10 @@ BEGIN
         b := plantsync.uuid_v7();
         RETURN QUERY
         WITH pick AS (
-            SELECT d.id, d.created_at FROM plantsync.delivery d
+            SELECT d.id, d.created_at FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
              WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
                AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+               AND (r.batch_by = 'route' OR ev.order_number IS NOT DISTINCT FROM grp)
              ORDER BY d.ordering_key, d.aggregate_seq
              LIMIT r.batch_max_size
                FOR UPDATE OF d SKIP LOCKED
@@ -826,13 +867,19 @@ BEGIN
               FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
             RETURNING d.*
         )
-        SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
-               d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number
-          FROM upd d
-          JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
-         ORDER BY d.ordering_key, d.aggregate_seq;
+        , batch AS (
+            SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id) AS idempotency_key,
+                   d.attempts, d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)) AS payload, ev.entity, ev.site_id,
+                   ev.order_number, ev.lot_number
+              FROM upd d
+              JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+        )
+        SELECT x.*, CASE WHEN r.batch_transform IS NOT NULL
+                         THEN plantsync.batch_document(r.batch_transform, (SELECT jsonb_agg(y.payload ORDER BY y.ordering_key, y.aggregate_seq) FROM batch y)) END
+          FROM batch x
+         ORDER BY x.ordering_key, x.aggregate_seq;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval, integer) IS
-'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch once its window has passed or it is full. Expired leases come back first. Returns what this call claimed, with the request payload.';
+'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch (of the route, or of one production order with batch_by = order) once its window has passed or it is full. Expired leases come back first. Returns what this call claimed, with the request payload, and for a batch with a batch transform the one document to send (batch_body).';

@@ -38,16 +38,29 @@ INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_
 VALUES ('b2mml', 'erp', 'http://127.0.0.1:{port}/b2mml', true, '', '{{"Content-Type": "application/xml"}}', '{{0, 200 ms}}'),
        ('ce', 'qms', 'http://127.0.0.1:{port}/ce', true, '', '{{"content-type": "application/cloudevents-batch+json"}}', '{{0, 200 ms}}'),
        ('sap', 'erp', 'http://127.0.0.1:{port}/sap', true, '/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader', '{{}}', '{{0, 200 ms}}'),
-       ('saplots', 'erp', 'http://127.0.0.1:{port}/saplots', true, '', '{{}}', '{{0, 200 ms}}');
+       ('saplots', 'erp', 'http://127.0.0.1:{port}/saplots', true, '', '{{}}', '{{0, 200 ms}}'),
+       ('enbatch', 'erp', 'http://127.0.0.1:{port}/enbatch', true, '', '{{}}', '{{0, 200 ms}}'),
+       ('sapbatch', 'erp', 'http://127.0.0.1:{port}/sapbatch', true, '', '{{}}', '{{0, 200 ms}}');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, transform)
 VALUES ('b2mml-performance', 'production_order.completed', 'b2mml', 'plantsync.b2mml_performance_transform'),
        ('sap-movements', 'material_movement.recorded', 'sap', 'plantsync.sap_material_document'),
        ('sap-lots', 'lot.*', 'saplots', 'plantsync.sap_lot_stock_transfer');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, transform, mode, batch_window_ms, batch_max_size)
 VALUES ('ce-movements', 'material_movement.recorded', 'ce', 'plantsync.cloudevent', 'batched', 300, 50);
+-- an order's consumptions posted as one document
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, transform, mode, batch_window_ms, batch_max_size, batch_by,
+                             batch_transform, filter)
+VALUES ('en-consumptions', 'material_movement.recorded', 'enbatch', 'plantsync.erpnext_stock_entry', 'batched', 300, 50, 'order',
+        'plantsync.erpnext_stock_entry_batch', '$.movement_type == "consumption"'),
+       ('sap-consumptions', 'material_movement.recorded', 'sapbatch', 'plantsync.sap_material_document', 'batched', 300, 50, 'order',
+        'plantsync.sap_material_document_batch', '$.movement_type == "consumption"');
 RESET plantsync.source_system;
 """)
     psql(open(os.path.join(TOP, "test/dialects/fixture.sql")).read())
+    # a second order, and a consumption for it
+    psql("""SELECT plantsync.erp_release_order('DX-R2', '{"site": "DX", "order": "WO-0002", "erp_ref": "MFG-WO-2026-00002", "material": "SYRUP",
+                 "quantity": 10, "uom": "KG", "due_date": "2026-12-02"}');
+SELECT plantsync.mes_consume('DX-C2', '{"site": "DX", "order": "WO-0002", "material": "SUGAR", "lot": "S-1", "quantity": 7, "uom": "KG", "location": "RM01"}');""")
     ok = wait_for("deliveries settled", lambda: psql(
         "SELECT count(*) FROM plantsync.delivery WHERE status <> 'delivered'") == "0", 30)
     check("every dialect delivery is delivered", ok,
@@ -82,7 +95,7 @@ RESET plantsync.source_system;
     check("the batches carry application/cloudevents-batch+json",
           all(r["content_types"] == ["application/cloudevents-batch+json"] for r in ce), str([r["content_types"] for r in ce]))
     check("every movement arrives once as a structured CloudEvent 1.0",
-          len(events) == 10 and all(e.get("specversion") == "1.0" and e.get("type") == "material_movement.recorded"
+          len(events) == 11 and all(e.get("specversion") == "1.0" and e.get("type") == "material_movement.recorded"
                                     and e.get("plantsite") == "DX" and "data" in e for e in events),
           json.dumps(events[:1])[:300])
     seqs = {}
@@ -93,7 +106,7 @@ RESET plantsync.source_system;
     sap = [r for r in reqs if r["path"] == "/sap/API_MATERIAL_DOCUMENT_SRV/A_MaterialDocumentHeader"]
     types = sorted(json.loads(r["body"])["to_MaterialDocumentItem"]["results"][0]["GoodsMovementType"] for r in sap)
     check("SAP receives one material document per movement with its goods movement type",
-          types == sorted(["501", "261", "261", "262", "101", "311", "551", "321", "344", "343"]), str(types))
+          types == sorted(["501", "261", "261", "261", "262", "101", "311", "551", "321", "344", "343"]), str(types))
     lots = [json.loads(r["body"]) for r in reqs if r["path"] == "/saplots"]
     items = [i for d in lots for i in d["to_MaterialDocumentItem"]["results"]]
     check("a usage decision's release reaches SAP as one 321 transfer posting of the lot's stock; lot events that move no stock send nothing",
@@ -102,6 +115,20 @@ RESET plantsync.source_system;
     check("no delivery is created for the lot events the transform skips",
           psql("SELECT count(*) FROM plantsync.delivery WHERE route_id = 'sap-lots'") == "1",
           psql("SELECT count(*) FROM plantsync.delivery WHERE route_id = 'sap-lots'"))
+    en = sorted((json.loads(r["body"]) for r in reqs if r["path"] == "/enbatch"), key=lambda d: d["work_order"])
+    check("ERPNext: each order's consumptions arrive as one Stock Entry with a row per consumption (batched per order)",
+          [(d["purpose"], d["work_order"], [(i["qty"], i["batch_no"], i["s_warehouse"]) for i in d["items"]]) for d in en]
+          == [("Material Consumption for Manufacture", "MFG-WO-2026-00001", [(60, "S-1", "Stores - ACME"), (5, "S-1", "Stores - ACME")]),
+              ("Material Consumption for Manufacture", "MFG-WO-2026-00002", [(7, "S-1", "Stores - ACME")])], json.dumps(en)[:500])
+    sb = sorted((json.loads(r["body"]) for r in reqs if r["path"] == "/sapbatch"),
+                key=lambda d: d["to_MaterialDocumentItem"]["results"][0]["ManufacturingOrder"])
+    check("SAP: each order's goods issues arrive as one material document with an item per consumption (261)",
+          [[(i["GoodsMovementType"], i["ManufacturingOrder"], i["QuantityInEntryUnit"]) for i in d["to_MaterialDocumentItem"]["results"]] for d in sb]
+          == [[("261", "MFG-WO-2026-00001", "60"), ("261", "MFG-WO-2026-00001", "5")], [("261", "MFG-WO-2026-00002", "7")]],
+          json.dumps(sb)[:500])
+    check("a batch of an order settles all of its deliveries",
+          psql("SELECT string_agg(DISTINCT status, ',') FROM plantsync.delivery WHERE route_id IN ('en-consumptions', 'sap-consumptions')") == "delivered"
+          and psql("SELECT count(DISTINCT batch_id) FROM plantsync.delivery WHERE route_id = 'en-consumptions'") == "2")
     check("SAP material documents are JSON", all(r["content_types"] == ["application/json"] for r in sap),
           str({tuple(r["content_types"]) for r in sap}))
 
