@@ -62,6 +62,57 @@ COMMENT ON COLUMN plantsync.shipment_line.serial_id IS 'Serial shipped, for seri
 COMMENT ON COLUMN plantsync.shipment_line.quantity IS 'Quantity (positive).';
 COMMENT ON COLUMN plantsync.shipment_line.uom IS 'Unit of quantity; the material''s base unit or convertible to it.';
 
+-- Readiness: a shipment can go when every lot on it is free to ship. Read
+-- at any moment, so a usage decision that releases a lot makes the
+-- shipments waiting for it ready at once.
+CREATE VIEW plantsync.shipment_readiness WITH (security_invoker = true) AS
+SELECT s.site_id, s.id AS shipment_id, s.shipment_number, s.status, count(sl.id) AS lines,
+       count(sl.id) FILTER (WHERE l.disposition IS NOT NULL AND l.disposition <> 'unrestricted') AS lines_held,
+       count(sl.id) > 0 AND bool_and(l.disposition IS NULL OR l.disposition = 'unrestricted') AS ready,
+       array_agg(DISTINCT format('%s (%s)', l.lot_number, l.disposition) ORDER BY format('%s (%s)', l.lot_number, l.disposition))
+           FILTER (WHERE l.disposition <> 'unrestricted') AS held_lots
+  FROM plantsync.shipment s
+  LEFT JOIN plantsync.shipment_line sl ON sl.shipment_id = s.id
+  LEFT JOIN plantsync.lot l ON l.id = sl.lot_id
+ GROUP BY s.site_id, s.id, s.shipment_number, s.status;
+COMMENT ON VIEW plantsync.shipment_readiness IS 'Whether each shipment may go: ready when it has lines and every lot on them is unrestricted; the lots holding it back, with their disposition.';
+COMMENT ON COLUMN plantsync.shipment_readiness.site_id IS 'Shipping plant.';
+COMMENT ON COLUMN plantsync.shipment_readiness.shipment_id IS 'Shipment.';
+COMMENT ON COLUMN plantsync.shipment_readiness.shipment_number IS 'Shipment number.';
+COMMENT ON COLUMN plantsync.shipment_readiness.status IS 'Status of the shipment.';
+COMMENT ON COLUMN plantsync.shipment_readiness.lines IS 'Lines.';
+COMMENT ON COLUMN plantsync.shipment_readiness.lines_held IS 'Lines whose lot is not unrestricted.';
+COMMENT ON COLUMN plantsync.shipment_readiness.ready IS 'Whether every lot on it is unrestricted (and it has lines).';
+COMMENT ON COLUMN plantsync.shipment_readiness.held_lots IS 'The lots holding it back, as "lot (disposition)".';
+
+-- The quality hold on shipping: goods issue of a shipment with a lot that
+-- is not free is refused, whatever system asks.
+CREATE FUNCTION plantsync.hold_shipment() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held record;
+BEGIN
+    SELECT l.lot_number, l.disposition INTO held
+      FROM plantsync.shipment_line sl JOIN plantsync.lot l ON l.id = sl.lot_id
+     WHERE sl.shipment_id = NEW.id AND l.disposition <> 'unrestricted'
+     ORDER BY sl.line_number LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'shipment "%" cannot be shipped: lot "%" on it is %', NEW.shipment_number, held.lot_number, held.disposition
+            USING ERRCODE = 'PS006',
+                  DETAIL = 'Only unrestricted lots may be consumed or shipped.',
+                  HINT = 'See plantsync.shipment_readiness; the lot must be released by a quality usage decision first.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION plantsync.hold_shipment() IS 'Trigger function: a shipment is not goods-issued (shipped) while a lot on it is not unrestricted.';
+REVOKE EXECUTE ON FUNCTION plantsync.hold_shipment() FROM PUBLIC;
+CREATE TRIGGER plantsync_hold_shipment BEFORE UPDATE OF status ON plantsync.shipment
+    FOR EACH ROW WHEN (NEW.status = 'shipped' AND OLD.status IS DISTINCT FROM 'shipped')
+    EXECUTE FUNCTION plantsync.hold_shipment();
+
 CREATE TABLE plantsync.maintenance_counter (
     id uuid PRIMARY KEY DEFAULT plantsync.uuid_v7(),
     site_id text NOT NULL REFERENCES plantsync.site,

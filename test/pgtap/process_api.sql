@@ -190,6 +190,40 @@ SELECT results_eq($$SELECT l.disposition, ib.base_quantity, (SELECT count(*) FRO
                       FROM plantsync.lot l JOIN plantsync.inventory_balance ib ON ib.lot_id = l.id WHERE l.lot_number = 'FG-Q'$$,
                   $$VALUES ('blocked', 8::numeric, 0::bigint)$$, '8 blocked in FG-Q, 2 scrapped, no split');
 
+-- shipping: a held lot cannot go on a shipment; one put on hold after it was
+-- planned holds the shipment (readiness says so) and its goods issue waits
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.shipment (site_id, shipment_number, customer_code) VALUES ('PA', 'SH-1', 'CUST-1');
+SELECT throws_ok($$INSERT INTO plantsync.shipment_line (site_id, shipment_id, line_number, material_id, lot_id, quantity, uom)
+                   SELECT 'PA', s.id, 1, l.material_id, l.id, 10, 'KG' FROM plantsync.shipment s, plantsync.lot l
+                    WHERE s.shipment_number = 'SH-1' AND l.lot_number = 'FG-P-B'$$,
+                 'PS006', 'lot "FG-P-B" of material "FG" is blocked and cannot be shipped', 'a blocked lot cannot be put on a shipment');
+INSERT INTO plantsync.shipment_line (site_id, shipment_id, line_number, material_id, lot_id, quantity, uom)
+SELECT 'PA', s.id, 1, l.material_id, l.id, 20, 'KG' FROM plantsync.shipment s, plantsync.lot l WHERE s.shipment_number = 'SH-1' AND l.lot_number = 'FG-P';
+UPDATE plantsync.shipment SET status = 'picking' WHERE shipment_number = 'SH-1';
+UPDATE plantsync.shipment SET status = 'packed' WHERE shipment_number = 'SH-1';
+SET LOCAL plantsync.source_system = 'qms';
+UPDATE plantsync.lot SET disposition = 'blocked' WHERE lot_number = 'FG-P';
+RESET plantsync.source_system;
+SELECT results_eq($$SELECT lines, lines_held, ready, held_lots FROM plantsync.shipment_readiness WHERE shipment_number = 'SH-1'$$,
+                  $$VALUES (1::bigint, 1::bigint, false, ARRAY['FG-P (blocked)'])$$, 'a shipment whose lot was put on hold is not ready, and says which lot holds it');
+SET LOCAL plantsync.source_system = 'erp';
+SELECT throws_ok($$UPDATE plantsync.shipment SET status = 'shipped' WHERE shipment_number = 'SH-1'$$,
+                 'PS006', 'shipment "SH-1" cannot be shipped: lot "FG-P" on it is blocked', 'its goods issue is refused, naming the lot');
+RESET plantsync.source_system;
+SELECT throws_ok($$INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, source_system, external_id)
+                   SELECT 'PA', 'shipment', l.material_id, l.id, 20, 'KG', s.id, 'erp', 'SH-1-1' FROM plantsync.lot l, plantsync.storage_location s
+                    WHERE l.lot_number = 'FG-P' AND s.site_id = 'PA'$$,
+                 'PS006', NULL, 'and so is a shipment movement of the held lot');
+SET LOCAL plantsync.source_system = 'qms';
+UPDATE plantsync.lot SET disposition = 'unrestricted' WHERE lot_number = 'FG-P';
+RESET plantsync.source_system;
+SELECT is((SELECT ready FROM plantsync.shipment_readiness WHERE shipment_number = 'SH-1'), true, 'once the hold is lifted the shipment is ready at once');
+SET LOCAL plantsync.source_system = 'erp';
+UPDATE plantsync.shipment SET status = 'shipped' WHERE shipment_number = 'SH-1';
+RESET plantsync.source_system;
+SELECT is((SELECT status FROM plantsync.shipment WHERE shipment_number = 'SH-1'), 'shipped', 'and goes');
+
 -- cancel
 SELECT is(plantsync.erp_release_order('erp-7', '{"site": "PA", "order": "PO-13", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
           'applied', 'one more order');

@@ -19,7 +19,8 @@ SELECT tables_are('plantsync', ARRAY[
     'erp_batch', 'b2mml_import', 'stock_balance', 'erp_stock'],
     'plantsync has exactly the documented tables');
 SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter', 'worker_status',
-                                    'reconciliation_kpi', 'discrepancy_kpi', 'message_path', 'endpoint_health', 'integration_kpi', 'contract_usage'], 'plantsync has exactly the documented views');
+                                    'reconciliation_kpi', 'discrepancy_kpi', 'message_path', 'endpoint_health', 'integration_kpi', 'contract_usage',
+                                    'shipment_readiness'], 'plantsync has exactly the documented views');
 
 -- Every table has a primary key (but the COPY staging of signals, whose rows
 -- live only within the transaction that drains them).
