@@ -617,7 +617,7 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA plantsync TO %I', p_role);
     IF p_system = 'mes' THEN
-        EXECUTE format('GRANT INSERT ON plantsync.signal_staging TO %I', p_role);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION plantsync.mes_signal_staging() TO %I', p_role);
     END IF;
     FOR fn IN SELECT p.oid::regprocedure::text FROM pg_proc p
                WHERE p.pronamespace = 'plantsync'::regnamespace AND p.proname LIKE p_system || '\_%'
@@ -710,9 +710,10 @@ CREATE TABLE plantsync.machine_signal (
     value numeric,
     message_id text,
     received_at timestamptz NOT NULL DEFAULT now(),
-    -- time before signal: the key is decided by an integer comparison, not a
-    -- collation-aware one, in nearly every step of an insert
-    CONSTRAINT machine_signal_key PRIMARY KEY (equipment_id, occurred_at, signal),
+    -- time first: signals arrive in about the order they happened, so a
+    -- batch's keys go to the right end of the index (the cheapest insert
+    -- there is), and readers mostly want a time window across machines
+    CONSTRAINT machine_signal_key PRIMARY KEY (occurred_at, equipment_id, signal),
     CONSTRAINT machine_signal_has_value CHECK ((signal = 'state') = (state IS NOT NULL) AND (signal = 'state' OR value IS NOT NULL))
 );
 COMMENT ON TABLE plantsync.machine_signal IS 'Shop-floor signals (machine states, counter readings, consumption ticks) received in batches through plantsync.mes_ingest_signals(); one row per equipment, signal and time, so a batch sent twice is stored once.';
@@ -774,7 +775,8 @@ BEGIN
     -- with a bad signal is refused after the fact (the error undoes it all),
     -- and the first bad one is looked for only then
     BEGIN
-        INSERT INTO plantsync.signal_staging (site, equipment, signal, at, state, value)
+        PERFORM plantsync.mes_signal_staging();
+        INSERT INTO pg_temp.plantsync_signal_staging (site, equipment, signal, at, state, value)
         SELECT site, r.equipment, r.signal, r.at, r.state, r.value
           FROM jsonb_to_recordset(payload -> 'signals') AS r (equipment text, signal text, at timestamptz, state text, value numeric);
     EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow OR not_null_violation THEN
@@ -810,31 +812,58 @@ COMMENT ON FUNCTION plantsync.mes_ingest_signals(text, jsonb) IS
 'MES: a batch of shop-floor signals, {"site": ..., "signals": [{"equipment": code, "signal": "state" | "counter" | "consumption", "at": time, "state": ..., "value": ...}]}: checked as a whole (the first bad signal is named and nothing is stored), deduplicated by equipment, signal and time, stored in one statement. Returns how many were received, stored and duplicates.';
 REVOKE EXECUTE ON FUNCTION plantsync.mes_ingest_signals(text, jsonb) FROM PUBLIC;
 
--- The COPY way in: an adapter COPYs signals into the staging table and calls
--- plantsync.mes_drain_signals() in the same transaction, which checks and
--- moves them in one statement. Unlogged, keyed by transaction: staged rows
--- never outlive the transaction that drains them, and no session drains
--- another's.
-CREATE UNLOGGED TABLE plantsync.signal_staging (
-    transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    site text NOT NULL,
-    equipment text NOT NULL,
-    signal text NOT NULL,
-    at timestamptz NOT NULL,
-    state text,
-    value numeric
-);
--- No index: a drain takes all of its own rows, and the table holds only the
--- rows of transactions still open (and dead ones until vacuumed), so a scan
--- beats keeping an index on every row staged.
-COMMENT ON TABLE plantsync.signal_staging IS 'Staging for COPY of shop-floor signals: COPY plantsync.signal_staging (site, equipment, signal, at, state, value) FROM STDIN, then SELECT plantsync.mes_drain_signals(batch id) in the same transaction.';
-COMMENT ON COLUMN plantsync.signal_staging.transaction_id IS 'The transaction that staged the row (only it drains it).';
-COMMENT ON COLUMN plantsync.signal_staging.site IS 'Plant.';
-COMMENT ON COLUMN plantsync.signal_staging.equipment IS 'Equipment code.';
-COMMENT ON COLUMN plantsync.signal_staging.signal IS 'state, counter or consumption.';
-COMMENT ON COLUMN plantsync.signal_staging.at IS 'When it happened.';
-COMMENT ON COLUMN plantsync.signal_staging.state IS 'For a state: the state.';
-COMMENT ON COLUMN plantsync.signal_staging.value IS 'For a counter or consumption: the value.';
+-- The COPY way in: an adapter asks for its session's staging table, COPYs
+-- signals into it and calls plantsync.mes_drain_signals() in the same
+-- transaction, which checks and moves them in one statement. The table is
+-- temporary (no WAL, no locks shared with other sessions, emptied at commit
+-- and by each drain) and made by plantsync, not by the caller: the
+-- functions that read it run with plantsync's rights, so a table the caller
+-- made, with rules, policies or types of its own, is never read.
+CREATE FUNCTION plantsync.mes_signal_staging()
+RETURNS regclass
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel regclass := to_regclass('pg_temp.plantsync_signal_staging');
+BEGIN
+    IF rel IS NULL THEN
+        CREATE TEMP TABLE plantsync_signal_staging (
+            site text NOT NULL,
+            equipment text NOT NULL,
+            signal text NOT NULL,
+            at timestamptz NOT NULL,
+            state text,
+            value numeric
+        ) ON COMMIT DELETE ROWS;
+        -- only this session sees its temporary tables
+        GRANT INSERT ON pg_temp.plantsync_signal_staging TO PUBLIC;
+        rel := 'pg_temp.plantsync_signal_staging'::regclass;
+    END IF;
+    PERFORM plantsync.check_signal_staging(rel);
+    RETURN rel;
+END
+$$;
+COMMENT ON FUNCTION plantsync.mes_signal_staging() IS
+'MES: this session''s staging table for COPY of shop-floor signals (made on first use): COPY pg_temp.plantsync_signal_staging (site, equipment, signal, at, state, value) FROM STDIN, then SELECT plantsync.mes_drain_signals(batch id) in the same transaction. Emptied at commit.';
+REVOKE EXECUTE ON FUNCTION plantsync.mes_signal_staging() FROM PUBLIC;
+
+CREATE FUNCTION plantsync.check_signal_staging(p_rel regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p_rel AND c.relowner = (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user)
+                      AND c.relkind = 'r' AND c.relpersistence = 't' AND NOT c.relrowsecurity AND NOT c.relhasrules) THEN
+        RAISE EXCEPTION 'pg_temp.plantsync_signal_staging was not made by plantsync' USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Drop it and call plantsync.mes_signal_staging(), which makes the staging table.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_signal_staging(regclass) IS 'Used by the signal ingest: refuses a staging table plantsync did not make.';
+REVOKE EXECUTE ON FUNCTION plantsync.check_signal_staging(regclass) FROM PUBLIC;
 
 CREATE FUNCTION plantsync.drain_staged_signals(p_message_id text)
 RETURNS TABLE (received integer, refused integer, applied integer)
@@ -842,13 +871,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- Signals stored before are left out by looking them up first, and the
-    -- rest inserted plainly: cheaper than a speculative insertion per row.
-    -- A signal twice in the batch, or stored by a concurrent batch since,
-    -- makes that fail; the whole move is then made again with ON CONFLICT.
+    -- The batch is inserted plainly first: signals are rarely sent twice,
+    -- and the key's own uniqueness check is cheaper than a speculative
+    -- insertion or a lookup per row. A signal stored before, twice in the
+    -- batch, or by a concurrent batch makes that fail; the whole move is
+    -- then made again with ON CONFLICT DO NOTHING.
     drain constant text := $q$
     WITH staged AS (
-        DELETE FROM plantsync.signal_staging s WHERE s.transaction_id = pg_current_xact_id() RETURNING s.*
+        SELECT s.* FROM ONLY pg_temp.plantsync_signal_staging s
     ), parsed AS (
         SELECT st.site, st.signal, st.at, st.state, st.value, e.id AS equipment_id,
                e.id IS NOT NULL AND st.signal IN ('state', 'counter', 'consumption') AND st.at <= now() + interval '5 minutes'
@@ -860,19 +890,29 @@ DECLARE
         SELECT p.site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,
                CASE WHEN p.signal <> 'state' THEN p.value END, $1
           FROM parsed p
-         WHERE p.ok AND NOT EXISTS (SELECT 1 FROM plantsync.machine_signal m
-                                     WHERE m.equipment_id = p.equipment_id AND m.occurred_at = p.at AND m.signal = p.signal)
+         WHERE p.ok
         %s
         RETURNING 1
     )
     SELECT count(*)::integer, (count(*) FILTER (WHERE NOT ok))::integer, (SELECT count(*) FROM ins)::integer FROM parsed
     $q$;
+    rel regclass := to_regclass('pg_temp.plantsync_signal_staging');
 BEGIN
+    IF rel IS NULL THEN
+        received := 0;
+        refused := 0;
+        applied := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    PERFORM plantsync.check_signal_staging(rel);
     BEGIN
         EXECUTE format(drain, '') INTO received, refused, applied USING p_message_id;
     EXCEPTION WHEN unique_violation THEN
         EXECUTE format(drain, 'ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING') INTO received, refused, applied USING p_message_id;
     END;
+    -- drained: a second drain in the transaction starts empty
+    TRUNCATE pg_temp.plantsync_signal_staging;
     RETURN NEXT;
 END
 $$;
@@ -902,5 +942,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.mes_drain_signals(text, jsonb) IS
-'MES: moves the signals this transaction COPYed into plantsync.signal_staging into plantsync.machine_signal (checked as a whole, deduplicated, one statement). Returns how many were received, stored and duplicates.';
+'MES: moves the signals this transaction COPYed into its session''s staging table (see plantsync.mes_signal_staging) into plantsync.machine_signal (checked as a whole, deduplicated, one statement). Returns how many were received, stored and duplicates.';
 REVOKE EXECUTE ON FUNCTION plantsync.mes_drain_signals(text, jsonb) FROM PUBLIC;

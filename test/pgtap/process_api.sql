@@ -257,16 +257,32 @@ SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4', '{"site": "PA", 
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-5', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "yesterday-ish", "state": "x"}]}')$$,
                  '22023', NULL, 'an unreadable time is refused');
 SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 5::bigint, 'refused batches stored nothing');
--- the COPY way: staged in this transaction, drained by one call
-INSERT INTO plantsync.signal_staging (site, equipment, signal, at, state, value)
+-- the COPY way: staged in this session's staging table, drained by one call
+SELECT is(plantsync.mes_signal_staging()::text, 'plantsync_signal_staging', 'the session gets its staging table');
+SELECT is(plantsync.mes_signal_staging()::text, 'plantsync_signal_staging', 'the same one each time');
+INSERT INTO pg_temp.plantsync_signal_staging (site, equipment, signal, at, state, value)
 VALUES ('PA', 'WC1', 'counter', '2026-11-01T10:00:00Z', NULL, 1300), ('PA', 'WC1', 'counter', '2026-11-01T08:00:00Z', NULL, 1200);
 SELECT is(plantsync.mes_drain_signals('sig-copy-1') - 'message', '{"received": 2, "stored": 1, "duplicates": 1}'::jsonb,
           'staged signals are drained: stored once, the duplicate counted');
-SELECT is((SELECT count(*) FROM plantsync.signal_staging), 0::bigint, 'and the staging is empty');
+SELECT is((SELECT count(*) FROM pg_temp.plantsync_signal_staging), 0::bigint, 'and the staging is empty');
+SELECT is(plantsync.mes_drain_signals('sig-copy-1b') - 'message', '{"received": 0, "stored": 0, "duplicates": 0}'::jsonb,
+          'a second drain finds nothing');
 SAVEPOINT bad_copy;
-INSERT INTO plantsync.signal_staging (site, equipment, signal, at, value) VALUES ('PA', 'WC9', 'counter', '2026-11-01T11:00:00Z', 1);
+INSERT INTO pg_temp.plantsync_signal_staging (site, equipment, signal, at, value) VALUES ('PA', 'WC9', 'counter', '2026-11-01T11:00:00Z', 1);
 SELECT throws_ok($$SELECT plantsync.mes_drain_signals('sig-copy-2')$$, '22023', NULL, 'a staged batch with an unknown machine is refused');
 ROLLBACK TO SAVEPOINT bad_copy;
+-- a staging table the caller made (with rules, policies or types of its own) is never read
+SAVEPOINT own_staging;
+DROP TABLE pg_temp.plantsync_signal_staging;
+CREATE ROLE regress_signal_caller;
+SET LOCAL ROLE regress_signal_caller;
+CREATE TEMP TABLE plantsync_signal_staging (site text, equipment text, signal text, at timestamptz, state text, value numeric);
+RESET ROLE;
+SELECT throws_ok($$SELECT plantsync.mes_drain_signals('sig-copy-3')$$, '42501', 'pg_temp.plantsync_signal_staging was not made by plantsync',
+                 'a staging table plantsync did not make is refused by the drain');
+SELECT throws_ok($$SELECT plantsync.mes_signal_staging()$$, '42501', 'pg_temp.plantsync_signal_staging was not made by plantsync',
+                 'and is not taken over');
+ROLLBACK TO SAVEPOINT own_staging;
 
 -- ---------- operations, downtime, inspection lots and results, nonconformances, order changes, snapshots ----------
 SELECT is(plantsync.mes_operation('op-0', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "start"}') ->> 'message',

@@ -15,17 +15,16 @@ SELECT tables_are('plantsync', ARRAY[
     'event_source', 'aggregate_sequence', 'event', 'event_default', 'endpoint', 'route', 'delivery', 'delivery_default',
     'delivery_action', 'contract_subject', 'contract', 'endpoint_secret', 'endpoint_state', 'delivery_attempt', 'poll', 'poll_state',
     'delivery_attempt_default', 'genealogy_link', 'erp_snapshot', 'erp_inventory', 'erp_order', 'erp_posting',
-    'reconciliation_tolerance', 'reconciliation_run', 'discrepancy', 'inbox', 'audit_log', 'site_role', 'sla', 'alert', 'usage_decision_signature', 'machine_signal', 'signal_staging', 'dialect_mapping',
+    'reconciliation_tolerance', 'reconciliation_run', 'discrepancy', 'inbox', 'audit_log', 'site_role', 'sla', 'alert', 'usage_decision_signature', 'machine_signal', 'dialect_mapping',
     'erp_batch', 'b2mml_import', 'stock_balance', 'erp_stock'],
     'plantsync has exactly the documented tables');
 SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter', 'worker_status',
                                     'reconciliation_kpi', 'discrepancy_kpi', 'message_path', 'endpoint_health', 'integration_kpi', 'contract_usage',
                                     'shipment_readiness'], 'plantsync has exactly the documented views');
 
--- Every table has a primary key (but the COPY staging of signals, whose rows
--- live only within the transaction that drains them).
+-- Every table has a primary key.
 SELECT has_pk('plantsync', c.relname::name, format('%s has a primary key', c.relname))
-  FROM pg_class c WHERE c.relnamespace = 'plantsync'::regnamespace AND c.relkind = 'r' AND c.relname <> 'signal_staging' ORDER BY c.relname;
+  FROM pg_class c WHERE c.relnamespace = 'plantsync'::regnamespace AND c.relkind = 'r' ORDER BY c.relname;
 
 -- Every row that belongs to a plant carries its site.
 SELECT col_not_null('plantsync', e.entity, 'site_id', format('%s.site_id is NOT NULL', e.entity))
@@ -132,8 +131,8 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'plantsync'),
 SELECT is_empty($$
     SELECT c.relname FROM pg_class c
      WHERE c.relnamespace = 'plantsync'::regnamespace AND c.relkind IN ('r', 'p')
-       AND c.relpersistence <> 'p' AND c.relname <> 'signal_staging' $$,
-    'no table is UNLOGGED or temporary (but the COPY staging of signals, drained in the transaction that fills it)');
+       AND c.relpersistence <> 'p' $$,
+    'no table is UNLOGGED or temporary');
 -- pg_dump keeps plant data: every table is registered as extension configuration.
 SELECT is_empty($$
     SELECT c.relname FROM pg_class c, pg_extension e
