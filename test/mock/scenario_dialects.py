@@ -87,6 +87,18 @@ def run_scenario(dialect, site):
         END;
         RAISE EXCEPTION 'the rejected lot was consumed';
     END $$""", check_errors=False)
+    # ... and cannot be shipped: the ERP's shipment line for it is refused
+    out["ship_held"] = psql(f"""DO $$ BEGIN
+        SET LOCAL plantsync.source_system = 'erp';
+        INSERT INTO plantsync.shipment (site_id, shipment_number, customer_code) VALUES ('{site}', '{site}-SH-1', 'C-1');
+        BEGIN
+            INSERT INTO plantsync.shipment_line (site_id, shipment_id, line_number, material_id, lot_id, quantity, uom)
+            SELECT s.site_id, s.id, 1, l.material_id, l.id, 1, 'KG' FROM plantsync.shipment s, plantsync.lot l
+             WHERE s.shipment_number = '{site}-SH-1' AND l.site_id = '{site}' AND l.lot_number = '{site}-FG-FAIL';
+        EXCEPTION WHEN SQLSTATE 'PS006' THEN RETURN;
+        END;
+        RAISE EXCEPTION 'the rejected lot was put on a shipment';
+    END $$""", check_errors=False)
     return out
 
 
@@ -139,6 +151,7 @@ SELECT '{site}', 'goods_receipt', l.material_id, l.id, 500, 'KG', s.id, 'mes', '
         check(f"{dialect}: a release sent twice is applied once", out["duplicate"].get("message") == "duplicate", str(out["duplicate"]))
         check(f"{dialect}: the pass lot is released", out["accept"].get("disposition") == "unrestricted", str(out["accept"]))
         check(f"{dialect}: the rejected lot cannot be consumed (quality hold, PS006)", out["held"] == "", str(out["held"]))
+        check(f"{dialect}: nor shipped (PS006)", out["ship_held"] == "", str(out["ship_held"]))
         check(f"{dialect}: the partial decision frees the lot and splits off the blocked part",
               out["partial"].get("disposition") == "unrestricted" and out["partial"].get("blocked_lot") == f"{SITES[dialect]}-FG-PART-B",
               str(out["partial"]))
