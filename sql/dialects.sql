@@ -227,8 +227,8 @@ SELECT plantsync.erpnext_stock_entry_batch('[{"purpose": "Material Issue", "work
 \echo :SQLSTATE
 SELECT plantsync.erpnext_stock_entry_batch('[]');
 \echo :SQLSTATE
-SELECT plantsync.sap_material_document_batch('[{"GoodsMovementCode": "03", "to_MaterialDocumentItem": {"results": [{"GoodsMovementType": "261"}]}},
-                                               {"GoodsMovementCode": "03", "to_MaterialDocumentItem": {"results": [{"GoodsMovementType": "261"}]}}]')
+SELECT plantsync.sap_material_document_batch('[{"GoodsMovementCode": "03", "MaterialDocumentHeaderText": "plantsync DX-2", "to_MaterialDocumentItem": {"results": [{"GoodsMovementType": "261"}]}},
+                                               {"GoodsMovementCode": "03", "MaterialDocumentHeaderText": "plantsync DX-3", "to_MaterialDocumentItem": {"results": [{"GoodsMovementType": "261"}]}}]')
        -> 'to_MaterialDocumentItem' AS sap_items;
 SELECT plantsync.sap_material_document_batch('[{"GoodsMovementCode": "03"}, {"GoodsMovementCode": "05"}]');
 \echo :SQLSTATE

@@ -252,3 +252,28 @@ UPDATE plantsync.poll SET handler = 'regress.not_a_handler(jsonb)' WHERE poll_id
 \echo :SQLSTATE
 DELETE FROM plantsync.poll WHERE poll_id = 'orders';
 SELECT count(*) AS states_left FROM plantsync.poll_state;
+-- The workers run what an administrator names with a superuser's rights:
+-- a function an administrator who is not a superuser made is refused.
+SET client_min_messages = warning;
+CREATE ROLE regress_poll_admin;
+RESET client_min_messages;
+SELECT plantsync.grant_standard_role('regress_poll_admin', 'administrator');
+CREATE SCHEMA regress_adm AUTHORIZATION regress_poll_admin;
+SET ROLE regress_poll_admin;
+CREATE FUNCTION regress_adm.escalate(p_poll_id text, p_cursor text, p_body text) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;
+CREATE FUNCTION regress_adm.batch(p jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT p $$;
+INSERT INTO plantsync.poll (poll_id, endpoint_id, handler) VALUES ('mine', 'erp', 'regress_adm.escalate(text,text,text)');
+\echo :SQLSTATE
+UPDATE plantsync.route SET batch_transform = 'regress_adm.batch' WHERE route_id = 'erp-movements';
+\echo :SQLSTATE
+UPDATE plantsync.endpoint SET response_handler = 'regress_adm.batch' WHERE endpoint_id = 'erp';
+\echo :SQLSTATE
+RESET ROLE;
+-- a batch transform must take and return jsonb
+UPDATE plantsync.route SET batch_transform = 'regress.poll_handler' WHERE route_id = 'erp-movements';
+\echo :SQLSTATE
+SET client_min_messages = warning;
+DROP SCHEMA regress_adm CASCADE;
+DROP OWNED BY regress_poll_admin;
+DROP ROLE regress_poll_admin;
+RESET client_min_messages;

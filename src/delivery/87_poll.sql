@@ -55,6 +55,62 @@ COMMENT ON COLUMN plantsync.poll_state.failures IS 'Polls that failed (request o
 COMMENT ON COLUMN plantsync.poll_state.consecutive_failures IS 'Failures since the last good poll.';
 COMMENT ON COLUMN plantsync.poll_state.updated_at IS 'Last change.';
 
+-- The delivery workers run with a superuser's rights, so the functions
+-- they call on an administrator's say (poll handlers, batch transforms,
+-- response handlers) must be a superuser's: an administrator who is not one
+-- could otherwise have the workers run code of their own with those rights.
+CREATE FUNCTION plantsync.check_worker_function(p_fn regproc, p_what text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_fn IS NOT NULL AND NOT (SELECT r.rolsuper FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner WHERE p.oid = p_fn) THEN
+        RAISE EXCEPTION '% % is not owned by a superuser', p_what, p_fn USING ERRCODE = 'insufficient_privilege',
+            HINT = 'The delivery workers run it with a superuser''s rights: have a superuser create it (the extension''s own functions are).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_worker_function(regproc, text) IS 'Used by the configuration triggers: a function the delivery workers call must be owned by a superuser.';
+REVOKE EXECUTE ON FUNCTION plantsync.check_worker_function(regproc, text) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.check_route_functions() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    IF NEW.batch_transform IS NOT NULL THEN
+        SELECT pr.pronargs, pr.proargtypes, pr.prorettype, pr.proretset INTO p FROM pg_proc pr WHERE pr.oid = NEW.batch_transform;
+        IF p.pronargs <> 1 OR p.proargtypes <> '3802'::oidvector OR p.prorettype <> 'jsonb'::regtype OR p.proretset THEN
+            RAISE EXCEPTION 'route "%": batch transform % must take (jsonb) and return jsonb', NEW.route_id, NEW.batch_transform
+                USING ERRCODE = 'invalid_parameter_value', COLUMN = 'batch_transform';
+        END IF;
+    END IF;
+    PERFORM plantsync.check_worker_function(NEW.batch_transform, format('route "%s": batch transform', NEW.route_id));
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_route_functions() IS 'Trigger function: a route''s batch transform takes and returns jsonb and is owned by a superuser.';
+REVOKE EXECUTE ON FUNCTION plantsync.check_route_functions() FROM PUBLIC;
+CREATE TRIGGER plantsync_check_functions BEFORE INSERT OR UPDATE OF batch_transform ON plantsync.route
+    FOR EACH ROW EXECUTE FUNCTION plantsync.check_route_functions();
+
+CREATE FUNCTION plantsync.check_endpoint_functions() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM plantsync.check_worker_function(NEW.response_handler, format('endpoint "%s": response handler', NEW.endpoint_id));
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_endpoint_functions() IS 'Trigger function: an endpoint''s response handler is owned by a superuser.';
+REVOKE EXECUTE ON FUNCTION plantsync.check_endpoint_functions() FROM PUBLIC;
+CREATE TRIGGER plantsync_check_functions BEFORE INSERT OR UPDATE OF response_handler ON plantsync.endpoint
+    FOR EACH ROW EXECUTE FUNCTION plantsync.check_endpoint_functions();
+
 -- A poll is checked when it is configured, not at its first request: the
 -- handler must be callable as handler(text, text, text) returning text, and
 -- each refusal names the field and its value (the constraints stay as the
@@ -83,6 +139,7 @@ BEGIN
         RAISE EXCEPTION 'poll "%": handler % must take (poll_id text, cursor text, body text) and return text', NEW.poll_id, NEW.handler
             USING ERRCODE = 'invalid_parameter_value', COLUMN = 'handler';
     END IF;
+    PERFORM plantsync.check_worker_function(NEW.handler::regproc, format('poll "%s": handler', NEW.poll_id));
     RETURN NEW;
 END
 $$;
@@ -125,7 +182,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION plantsync.claim_polls(integer) FROM PUBLIC;
 COMMENT ON FUNCTION plantsync.claim_polls(integer) IS 'Used by the delivery workers: the polls that are due, each taken by one worker.';
 
-CREATE FUNCTION plantsync.settle_poll(p_poll_id text, p_status_code integer, p_error text, p_body text)
+CREATE FUNCTION plantsync.settle_poll(p_poll_id text, p_cursor text, p_status_code integer, p_error text, p_body text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -135,7 +192,7 @@ DECLARE
     next_cursor text;
     problem text := p_error;
 BEGIN
-    SELECT pl.handler, pl.every, st.cursor INTO p
+    SELECT pl.handler, pl.every INTO p
       FROM plantsync.poll pl JOIN plantsync.poll_state st ON st.poll_id = pl.poll_id
      WHERE pl.poll_id = p_poll_id;
     IF NOT FOUND THEN
@@ -147,14 +204,18 @@ BEGIN
     IF problem IS NULL THEN
         -- the handler's work is kept whole or not at all
         BEGIN
-            EXECUTE format('SELECT %s($1, $2, $3)', p.handler::regproc) INTO next_cursor USING p_poll_id, p.cursor, p_body;
-        EXCEPTION WHEN OTHERS THEN
+            -- the page was asked for with p_cursor: the handler reads it with that
+            EXECUTE format('SELECT %s($1, $2, $3)', p.handler::regproc) INTO next_cursor USING p_poll_id, p_cursor, p_body;
+        -- a cancel or a failed assertion in it is the handler's failure too
+        EXCEPTION WHEN query_canceled OR assert_failure OR others THEN
             problem := format('the handler %s failed: %s (SQLSTATE %s); the cursor is kept', p.handler::regproc, SQLERRM, SQLSTATE);
         END;
     END IF;
+    -- a cursor set meanwhile (an administrator reading again from a point)
+    -- is not overwritten by the page asked for before
     UPDATE plantsync.poll_state s
-       SET cursor = CASE WHEN problem IS NULL THEN COALESCE(next_cursor, s.cursor) ELSE s.cursor END,
-           last_applied = CASE WHEN problem IS NULL THEN COALESCE(next_cursor, s.cursor) ELSE s.last_applied END,
+       SET cursor = CASE WHEN problem IS NULL AND s.cursor IS NOT DISTINCT FROM p_cursor THEN COALESCE(next_cursor, s.cursor) ELSE s.cursor END,
+           last_applied = CASE WHEN problem IS NULL THEN COALESCE(next_cursor, p_cursor) ELSE s.last_applied END,
            next_poll_at = now() + p.every, last_polled_at = now(), last_status_code = p_status_code, last_error = problem,
            polls = s.polls + 1, failures = s.failures + (problem IS NOT NULL)::integer,
            consecutive_failures = CASE WHEN problem IS NULL THEN 0 ELSE s.consecutive_failures + 1 END, updated_at = now()
@@ -162,5 +223,5 @@ BEGIN
     RETURN problem;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION plantsync.settle_poll(text, integer, text, text) FROM PUBLIC;
-COMMENT ON FUNCTION plantsync.settle_poll(text, integer, text, text) IS 'Used by the delivery workers: hands a poll''s response to its handler and records the outcome and the next cursor; returns what went wrong, or NULL.';
+REVOKE EXECUTE ON FUNCTION plantsync.settle_poll(text, text, integer, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION plantsync.settle_poll(text, text, integer, text, text) IS 'Used by the delivery workers: hands a poll''s response to its handler and records the outcome and the next cursor; returns what went wrong, or NULL.';

@@ -32,6 +32,7 @@
 #include "fmgr.h"
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
@@ -113,6 +114,7 @@ typedef struct Request
 	dlist_node	node;			/* in active_requests */
 	Endpoint   *ep;
 	char	   *poll_id;		/* a poll (GET) rather than deliveries */
+	char	   *poll_cursor;	/* the cursor the poll asked with */
 	int			n;
 	pg_uuid_t  *ids;
 	TimestampTz *created;
@@ -166,6 +168,7 @@ static PsWorkerSlot *my_slot;
 typedef struct PollOutcome
 {
 	char	   *poll_id;
+	char	   *cursor;			/* NULL: none yet */
 	int			status_code;
 	char	   *error;
 	char	   *body;
@@ -627,12 +630,20 @@ header_cb(char *data, size_t size, size_t nitems, void *userdata)
 	return len;
 }
 
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address);
+#if LIBCURL_VERSION_NUM >= 0x075000
+static int	prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port, int conn_local_port);
+#endif
+
 /*
  * What every request plantsync makes has in common: http and https only, no
- * redirects, no signals, the endpoint's timeouts and TLS verification.
+ * redirects, no signals, no proxy (a proxy's address would escape the
+ * allowed networks), the endpoint's timeouts and TLS verification; and for
+ * a request to the endpoint's host (guard), its allowed networks checked
+ * when a connection opens and before every request on it.
  */
 static void
-set_safe_options(CURL *easy, Endpoint *ep, long timeout_ms)
+set_safe_options(CURL *easy, Endpoint *ep, long timeout_ms, Request *guard)
 {
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -641,6 +652,16 @@ set_safe_options(CURL *easy, Endpoint *ep, long timeout_ms)
 #endif
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	if (guard)
+	{
+		curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+		curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, guard);
+#if LIBCURL_VERSION_NUM >= 0x075000
+		curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+		curl_easy_setopt(easy, CURLOPT_PREREQDATA, guard);
+#endif
+	}
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, ep->connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, ep->tls_verify ? 1L : 0L);
@@ -705,6 +726,7 @@ open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addres
 	return socket(address->family, address->socktype, address->protocol);
 }
 
+#if LIBCURL_VERSION_NUM >= 0x075000
 /*
  * Called by libcurl before every request, also on a connection kept alive
  * and reused: another endpoint's request may have opened it to the same
@@ -728,6 +750,7 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip, int conn_pr
 	}
 	return CURL_PREREQFUNC_OK;
 }
+#endif
 
 /* Standard Webhooks: v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>. */
 static char *
@@ -830,7 +853,7 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(req->body));
 	}
-	set_safe_options(easy, req->ep, req->ep->timeout_ms);
+	set_safe_options(easy, req->ep, req->ep->timeout_ms, req);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
@@ -838,10 +861,6 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
-	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
-	curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
 	if (req->ep->client_cert_file)
 	{
 		curl_easy_setopt(easy, CURLOPT_SSLCERT, req->ep->client_cert_file);
@@ -918,7 +937,8 @@ ensure_token(Endpoint *ep)
 	}
 	curl_easy_setopt(easy, CURLOPT_URL, ep->token_url);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data);
-	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L));
+	/* the token server is a host of its own: the endpoint's networks are not its */
+	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L), NULL);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, token_write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
 	rc = curl_easy_perform(easy);
@@ -1022,9 +1042,11 @@ ensure_csrf(Endpoint *ep)
 	CURLcode	rc;
 	long		status = 0;
 	TimestampTz now = GetCurrentTimestamp();
+	Request		guard;
 
 	if (ep->csrf_token)
 		return true;
+	memset(&guard, 0, sizeof(guard));
 	if (now < ep->token_retry_at)
 		return false;
 	initStringInfo(&f.token);
@@ -1043,7 +1065,9 @@ ensure_csrf(Endpoint *ep)
 	curl_easy_setopt(easy, CURLOPT_URL, ep->base_url);
 	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L));
+	/* the endpoint's own host, with its credentials: its networks hold */
+	guard.ep = ep;
+	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L), &guard);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, csrf_header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &f);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_cb);
@@ -1066,6 +1090,7 @@ ensure_csrf(Endpoint *ep)
 	}
 	ereport(WARNING,
 			(errmsg("plantsync: could not fetch an X-CSRF-Token for endpoint \"%s\" (%s)", ep->id,
+					guard.blocked ? "the host resolved to an address outside allowed_networks" :
 					rc != CURLE_OK ? curl_easy_strerror(rc) :
 					f.token.len == 0 ? psprintf("HTTP %ld without a token", status) : psprintf("HTTP %ld", status))));
 	ep->token_retry_at = TimestampTzPlusMilliseconds(now, 5000);
@@ -1123,6 +1148,50 @@ claim_capacity(Endpoint *ep, TimestampTz now)
 		cap = Min(cap, (int) ep->tokens);
 	}
 	return Max(0, Min(cap, plantsync_claim_batch));
+}
+
+/*
+ * Starts one batch's request: the batch transform's document when the
+ * route has one, else a JSON array of the payloads. What the request keeps
+ * lives in the worker's context; the rest in the claim's.
+ */
+static void
+start_batch(Endpoint *ep, List *rows, TupleDesc desc, const char *batch_id)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_context);
+	HeapTuple	first = linitial(rows);
+	Request    *req = palloc0(sizeof(Request));
+	StringInfoData body;
+	ListCell   *lr;
+	int			k = 0;
+	bool		isnull;
+	char	   *doc;
+
+	req->ep = ep;
+	req->n = list_length(rows);
+	req->ids = palloc(sizeof(pg_uuid_t) * req->n);
+	req->created = palloc(sizeof(TimestampTz) * req->n);
+	req->attempts = palloc(sizeof(int) * req->n);
+	MemoryContextSwitchTo(claim_context);
+	initStringInfo(&body);
+	appendStringInfoChar(&body, '[');
+	foreach(lr, rows)
+	{
+		HeapTuple	tup = lfirst(lr);
+
+		memcpy(&req->ids[k], DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+		req->created[k] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+		req->attempts[k] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		appendStringInfo(&body, "%s%s", k ? "," : "", SPI_getvalue(tup, desc, 7));
+		k++;
+	}
+	appendStringInfoChar(&body, ']');
+	/* a batch transform made one document of the batch */
+	doc = SPI_getvalue(first, desc, 16);
+	req->body = request_body(doc != NULL ? doc : body.data);
+	/* the batch id is the batch's idempotency key */
+	start_request(req, build_url(ep, first, desc), batch_id);
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -1213,6 +1282,9 @@ claim_and_start(void)
 			}
 			if (batch != NULL)
 			{
+				/* a claim may hold batches of several routes: each is a request */
+				if (batch_rows != NIL)
+					start_batch(ep, batch_rows, desc, current_batch);
 				current_batch = pstrdup(batch);
 				batch_rows = list_make1(heap_copytuple(tup));
 				MemoryContextSwitchTo(old);
@@ -1234,55 +1306,9 @@ claim_and_start(void)
 			MemoryContextSwitchTo(old);
 		}
 		if (batch_rows != NIL)
-		{
-			/* batched route: one request with a JSON array of the payloads */
-			MemoryContext old = MemoryContextSwitchTo(worker_context);
-			StringInfoData body;
-			ListCell   *lr;
-			int			k = 0;
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			HeapTuple	first = linitial(batch_rows);
-			bool		isnull;
-
-			req = palloc0(sizeof(Request));
-			req->ep = ep;
-			req->n = list_length(batch_rows);
-			req->ids = palloc(sizeof(pg_uuid_t) * req->n);
-			req->created = palloc(sizeof(TimestampTz) * req->n);
-			req->attempts = palloc(sizeof(int) * req->n);
-			initStringInfo(&body);
-			appendStringInfoChar(&body, '[');
-			foreach(lr, batch_rows)
-			{
-				HeapTuple	tup = lfirst(lr);
-
-				memcpy(&req->ids[k], DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-				req->created[k] = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-				req->attempts[k] = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-				appendStringInfo(&body, "%s%s", k ? "," : "", SPI_getvalue(tup, desc, 7));
-				k++;
-			}
-			appendStringInfoChar(&body, ']');
-			/* a batch transform made one document of the batch */
-			if (SPI_getvalue(first, desc, 16) != NULL)
-			{
-				req->body = request_body(SPI_getvalue(first, desc, 16));
-				pfree(body.data);
-			}
-			else
-				req->body = body.data;
-			MemoryContextSwitchTo(claim_context);
-			/* the batch id is the batch's idempotency key */
-			start_request(req, build_url(ep, first, desc), current_batch);
-			MemoryContextSwitchTo(old);
-		}
+			start_batch(ep, batch_rows, SPI_tuptable->tupdesc, current_batch);
 	}
 
-	if (TimestampDifferenceExceeds(last_poll_claim, now, POLL_CHECK_MS))
-	{
-		start_polls();
-		last_poll_claim = now;
-	}
 	if (TimestampDifferenceExceeds(last_poll_claim, now, POLL_CHECK_MS))
 	{
 		start_polls();
@@ -1342,6 +1368,7 @@ start_polls(void)
 		req = palloc0(sizeof(Request));
 		req->ep = ep;
 		req->poll_id = pstrdup(SPI_getvalue(tup, desc, 1));
+		req->poll_cursor = cursor ? pstrdup(cursor) : NULL;
 		req->body = pstrdup("");
 		MemoryContextSwitchTo(claim_context);
 		start_request(req, url.data, NULL);
@@ -1552,6 +1579,7 @@ finish_poll(Request *req, int status, char *error)
 	PollOutcome *po = palloc0(sizeof(PollOutcome));
 
 	po->poll_id = pstrdup(req->poll_id);
+	po->cursor = req->poll_cursor ? pstrdup(req->poll_cursor) : NULL;
 	po->status_code = status;
 	if (req->blocked)
 		po->error = pstrdup("the endpoint's host resolved to an address outside allowed_networks: nothing was sent");
@@ -1562,7 +1590,10 @@ finish_poll(Request *req, int status, char *error)
 							 req->ep->max_response_bytes);
 	else if (status >= 300 && status < 400)
 		po->error = psprintf("HTTP %d: redirects are not followed", status);
-	po->body = pstrdup(req->response.data ? req->response.data : "");
+	else if (!pg_verifymbstr(req->response.data, req->response.len, true))
+		po->error = pstrdup("the response is not valid in the database's encoding; nothing was applied");
+	/* the handler sees a body only when there is nothing wrong */
+	po->body = pstrdup(po->error ? "" : req->response.data);
 	poll_outcomes = lappend(poll_outcomes, po);
 	MemoryContextSwitchTo(old);
 	release_transfer(req);
@@ -1593,7 +1624,11 @@ free_request(Request *req)
 		pfree(req->response.data);
 	pfree(req->body);
 	if (req->poll_id)
+	{
 		pfree(req->poll_id);
+		if (req->poll_cursor)
+			pfree(req->poll_cursor);
+	}
 	else
 	{
 		pfree(req->ids);
@@ -1658,7 +1693,7 @@ settle(void)
 	int			i;
 	ListCell   *lc;
 
-	if (n_outcomes == 0 && endpoint_events == NIL && poll_outcomes == NIL)
+	if (n_outcomes == 0 && endpoint_events == NIL)
 		return;
 
 	old = MemoryContextSwitchTo(batch_context);
@@ -1720,26 +1755,6 @@ settle(void)
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "plantsync: settling deliveries failed: %s", SPI_result_code_string(rc));
 	}
-	foreach(lc, poll_outcomes)
-	{
-		PollOutcome *po = lfirst(lc);
-		Datum		pargs[4];
-		char		pnulls[4] = {' ', ' ', ' ', ' '};
-		Oid			ptypes[4] = {TEXTOID, INT4OID, TEXTOID, TEXTOID};
-
-		pargs[0] = CStringGetTextDatum(po->poll_id);
-		pargs[1] = Int32GetDatum(po->status_code);
-		if (po->status_code == 0)
-			pnulls[1] = 'n';
-		if (po->error)
-			pargs[2] = CStringGetTextDatum(po->error);
-		else
-			pnulls[2] = 'n';
-		pargs[3] = CStringGetTextDatum(po->body);
-		rc = SPI_execute_with_args("SELECT plantsync.settle_poll($1, $2, $3, $4)", 4, ptypes, pargs, pnulls, false, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "plantsync: settling a poll failed: %s", SPI_result_code_string(rc));
-	}
 	foreach(lc, endpoint_events)
 	{
 		EndpointEvent *ev = lfirst(lc);
@@ -1795,18 +1810,59 @@ settle_done(void)
 	}
 	list_free_deep(endpoint_events);
 	endpoint_events = NIL;
+	MemoryContextReset(batch_context);
+}
+
+/*
+ * Hands the polls' responses to their handlers, in a transaction of their
+ * own after the deliveries' outcomes are committed: a handler that fails in
+ * a way its subtransaction cannot catch costs only its poll.
+ */
+static void
+settle_polls(void)
+{
+	ListCell   *lc;
+	int			rc;
+
+	begin_work("plantsync: applying polled responses");
+	foreach(lc, poll_outcomes)
+	{
+		PollOutcome *po = lfirst(lc);
+		Datum		pargs[5];
+		char		pnulls[5] = {' ', ' ', ' ', ' ', ' '};
+		Oid			ptypes[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+
+		pargs[0] = CStringGetTextDatum(po->poll_id);
+		if (po->cursor)
+			pargs[1] = CStringGetTextDatum(po->cursor);
+		else
+			pnulls[1] = 'n';
+		pargs[2] = Int32GetDatum(po->status_code);
+		if (po->status_code == 0)
+			pnulls[2] = 'n';
+		if (po->error)
+			pargs[3] = CStringGetTextDatum(po->error);
+		else
+			pnulls[3] = 'n';
+		pargs[4] = CStringGetTextDatum(po->body);
+		rc = SPI_execute_with_args("SELECT plantsync.settle_poll($1, $2, $3, $4, $5)", 5, ptypes, pargs, pnulls, false, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "plantsync: settling a poll failed: %s", SPI_result_code_string(rc));
+	}
+	end_work();
 	foreach(lc, poll_outcomes)
 	{
 		PollOutcome *po = lfirst(lc);
 
 		pfree(po->poll_id);
+		if (po->cursor)
+			pfree(po->cursor);
 		if (po->error)
 			pfree(po->error);
 		pfree(po->body);
 	}
 	list_free_deep(poll_outcomes);
 	poll_outcomes = NIL;
-	MemoryContextReset(batch_context);
 }
 
 /* ---------- the loop ---------- */
@@ -1906,6 +1962,8 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 				settle_done();
 				first_unsettled = 0;
 			}
+			if (poll_outcomes != NIL)
+				settle_polls();
 			last_claim = GetCurrentTimestamp();
 			/* a full claim means more is probably waiting */
 			claim_now = claimed > 0 && claimed >= plantsync_claim_batch;

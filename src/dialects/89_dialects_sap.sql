@@ -183,11 +183,14 @@ AS $$
     SELECT plantsync.batch_last(p_docs, 'SAP material documents', '{GoodsMovementCode}') || jsonb_build_object(
         'MaterialDocumentHeaderText', left(format('plantsync batch of %s', jsonb_array_length(p_docs)), 25),
         'to_MaterialDocumentItem', jsonb_build_object('results',
-            (SELECT jsonb_agg(i ORDER BY n, k) FROM jsonb_array_elements(p_docs) WITH ORDINALITY d (x, n),
+            -- each item keeps its movement's reference, for the postings
+            -- a reconciliation matches back
+            (SELECT jsonb_agg(i || jsonb_strip_nulls(jsonb_build_object('MaterialDocumentItemText', x ->> 'MaterialDocumentHeaderText')) ORDER BY n, k)
+               FROM jsonb_array_elements(p_docs) WITH ORDINALITY d (x, n),
                     jsonb_array_elements(x #> '{to_MaterialDocumentItem,results}') WITH ORDINALITY it (i, k))))
 $$;
 COMMENT ON FUNCTION plantsync.sap_material_document_batch(jsonb) IS
-'Batch transform: the material documents of a batch (one GoodsMovementCode) as one document with all their items, posted as of the last one. Refuses a batch that mixes goods movement codes.';
+'Batch transform: the material documents of a batch (one GoodsMovementCode) as one document with all their items, each item carrying its movement''s reference (MaterialDocumentItemText, the header text it had alone), posted as of the last one. Refuses a batch that mixes goods movement codes.';
 
 -- A confirmation carries the goods movements of its order recorded since
 -- the order's previous confirmation: each consumption (261) and receipt

@@ -67,22 +67,22 @@ COMMENT ON COLUMN plantsync.shipment_line.uom IS 'Unit of quantity; the material
 -- shipments waiting for it ready at once.
 CREATE VIEW plantsync.shipment_readiness WITH (security_invoker = true) AS
 SELECT s.site_id, s.id AS shipment_id, s.shipment_number, s.status, count(sl.id) AS lines,
-       count(sl.id) FILTER (WHERE l.disposition IS NOT NULL AND l.disposition <> 'unrestricted') AS lines_held,
-       count(sl.id) > 0 AND bool_and(l.disposition IS NULL OR l.disposition = 'unrestricted') AS ready,
+       count(sl.id) FILTER (WHERE l.disposition NOT IN ('unrestricted', 'shipped')) AS lines_held,
+       count(sl.id) > 0 AND bool_and(l.disposition IS NULL OR l.disposition IN ('unrestricted', 'shipped')) AS ready,
        array_agg(DISTINCT format('%s (%s)', l.lot_number, l.disposition) ORDER BY format('%s (%s)', l.lot_number, l.disposition))
-           FILTER (WHERE l.disposition <> 'unrestricted') AS held_lots
+           FILTER (WHERE l.disposition NOT IN ('unrestricted', 'shipped')) AS held_lots
   FROM plantsync.shipment s
   LEFT JOIN plantsync.shipment_line sl ON sl.shipment_id = s.id
   LEFT JOIN plantsync.lot l ON l.id = sl.lot_id
  GROUP BY s.site_id, s.id, s.shipment_number, s.status;
-COMMENT ON VIEW plantsync.shipment_readiness IS 'Whether each shipment may go: ready when it has lines and every lot on them is unrestricted; the lots holding it back, with their disposition.';
+COMMENT ON VIEW plantsync.shipment_readiness IS 'Whether each shipment may go: ready when it has lines and every lot on them is free (unrestricted, or shipped already by the ERP); the lots holding it back, with their disposition.';
 COMMENT ON COLUMN plantsync.shipment_readiness.site_id IS 'Shipping plant.';
 COMMENT ON COLUMN plantsync.shipment_readiness.shipment_id IS 'Shipment.';
 COMMENT ON COLUMN plantsync.shipment_readiness.shipment_number IS 'Shipment number.';
 COMMENT ON COLUMN plantsync.shipment_readiness.status IS 'Status of the shipment.';
 COMMENT ON COLUMN plantsync.shipment_readiness.lines IS 'Lines.';
-COMMENT ON COLUMN plantsync.shipment_readiness.lines_held IS 'Lines whose lot is not unrestricted.';
-COMMENT ON COLUMN plantsync.shipment_readiness.ready IS 'Whether every lot on it is unrestricted (and it has lines).';
+COMMENT ON COLUMN plantsync.shipment_readiness.lines_held IS 'Lines whose lot is held (restricted, blocked, rejected or otherwise not free).';
+COMMENT ON COLUMN plantsync.shipment_readiness.ready IS 'Whether every lot on it is free (and it has lines).';
 COMMENT ON COLUMN plantsync.shipment_readiness.held_lots IS 'The lots holding it back, as "lot (disposition)".';
 
 -- The quality hold on shipping: goods issue of a shipment with a lot that
@@ -94,9 +94,13 @@ AS $$
 DECLARE
     held record;
 BEGIN
+    -- the lots are locked, so that a hold committing meanwhile waits for
+    -- the goods issue or is seen by it
+    PERFORM 1 FROM plantsync.shipment_line sl JOIN plantsync.lot l ON l.id = sl.lot_id
+      WHERE sl.shipment_id = NEW.id FOR SHARE OF l;
     SELECT l.lot_number, l.disposition INTO held
       FROM plantsync.shipment_line sl JOIN plantsync.lot l ON l.id = sl.lot_id
-     WHERE sl.shipment_id = NEW.id AND l.disposition <> 'unrestricted'
+     WHERE sl.shipment_id = NEW.id AND l.disposition NOT IN ('unrestricted', 'shipped')
      ORDER BY sl.line_number LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'shipment "%" cannot be shipped: lot "%" on it is %', NEW.shipment_number, held.lot_number, held.disposition

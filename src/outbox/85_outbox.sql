@@ -829,6 +829,9 @@ BEGIN
     -- flight at a time (keeps order).
     FOR r IN SELECT rt.route_id, rt.batch_window_ms, rt.batch_max_size, rt.batch_by, rt.batch_transform FROM plantsync.route rt
               WHERE rt.endpoint_id = p_endpoint_id AND rt.mode = 'batched' ORDER BY rt.route_id LOOP
+        -- one claimer of a route's batches at a time: a batch another claims
+        -- now is not in flight yet for the check below
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('plantsync.route_batch:' || r.route_id)::bigint);
         CONTINUE WHEN EXISTS (SELECT 1 FROM plantsync.delivery d
                                WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.status = 'in_flight');
         -- per order: the order of the route's oldest waiting delivery
@@ -874,9 +877,14 @@ BEGIN
               FROM upd d
               JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
         )
-        SELECT x.*, CASE WHEN r.batch_transform IS NOT NULL
-                         THEN plantsync.batch_document(r.batch_transform, (SELECT jsonb_agg(y.payload ORDER BY y.ordering_key, y.aggregate_seq) FROM batch y)) END
-          FROM batch x
+        -- the batch's one document, made once
+        , doc AS (
+            SELECT CASE WHEN r.batch_transform IS NOT NULL
+                        THEN plantsync.batch_document(r.batch_transform, (SELECT jsonb_agg(y.payload ORDER BY y.ordering_key, y.aggregate_seq) FROM batch y))
+                   END AS body
+        )
+        SELECT x.*, doc.body
+          FROM batch x CROSS JOIN doc
          ORDER BY x.ordering_key, x.aggregate_seq;
     END LOOP;
 END

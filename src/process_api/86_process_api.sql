@@ -330,6 +330,7 @@ DECLARE
     to_split numeric := CASE WHEN p_free > 0 THEN p_blocked ELSE 0 END;
     take numeric;
     n integer := 0;
+    writing_for text := current_setting('plantsync.source_system', true);
 BEGIN
     PERFORM set_config('plantsync.source_system', 'mes', true);
     IF to_split > 0 THEN
@@ -371,7 +372,11 @@ BEGIN
             to_split := to_split - take;
         END IF;
     END LOOP;
-    PERFORM set_config('plantsync.source_system', 'qms', true);
+    IF to_scrap > 0 OR to_split > 0 THEN
+        RAISE EXCEPTION 'partial decision on lot "%": the stock moved while it was decided (% % not placed)', l.lot_number, to_scrap + to_split, base
+            USING ERRCODE = 'serialization_failure', HINT = 'Send the decision again.';
+    END IF;
+    PERFORM set_config('plantsync.source_system', writing_for, true);
     RETURN jsonb_strip_nulls(jsonb_build_object('blocked_lot_id', child.id, 'blocked_lot', child.lot_number));
 END
 $$;
