@@ -49,8 +49,12 @@ SELECT plantsync.register_contract('erp.order_release', '{
     "priority": {"type": "integer", "minimum": 1, "maximum": 9}, "erp_ref": {"type": "string"},
     "operations": {"type": "array", "items": {"type": "object", "required": ["operation", "work_center", "segment", "quantity"],
       "properties": {"operation": {"type": "string", "minLength": 1}, "work_center": {"type": "string", "minLength": 1},
-                     "segment": {"type": "string", "minLength": 1}, "quantity": {"type": "number", "exclusiveMinimum": 0}}}}
-  }}', 'inbound', 'backward', 'ERP releases a production order to the plant (ERPNext Work Order submitted; SAP order released).');
+                     "segment": {"type": "string", "minLength": 1}, "quantity": {"type": "number", "exclusiveMinimum": 0}}}},
+    "components": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["material", "quantity", "uom"],
+      "properties": {"material": {"type": "string", "minLength": 1}, "quantity": {"type": "number", "exclusiveMinimum": 0},
+                     "uom": {"type": "string", "minLength": 1}, "operation": {"type": "string"},
+                     "scrap_percent": {"type": "number", "minimum": 0, "exclusiveMaximum": 100}}}}
+  }}', 'inbound', 'backward', 'ERP releases a production order to the plant (ERPNext Work Order submitted; SAP order released): header, routing (operations) and the order''s bill of materials (components, for the order quantity).');
 SELECT plantsync.register_contract('erp.order_cancel', '{
   "type": "object", "required": ["site", "order", "reason"],
   "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "reason": {"type": "string", "minLength": 1}}}',
@@ -59,8 +63,11 @@ SELECT plantsync.register_contract('mes.consume', '{
   "type": "object", "required": ["site", "order", "material", "lot", "quantity", "uom", "location"],
   "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "material": {"type": "string"},
                  "lot": {"type": "string"}, "quantity": {"type": "number", "exclusiveMinimum": 0},
-                 "uom": {"type": "string"}, "location": {"type": "string"}}}',
-  'inbound', 'backward', 'MES consumes a lot into an order.');
+                 "uom": {"type": "string"}, "location": {"type": "string"},
+                 "sublot": {"type": "string", "minLength": 1},
+                 "serials": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "minLength": 1}}},
+  "not": {"required": ["sublot", "serials"]}}',
+  'inbound', 'backward', 'MES consumes a lot into an order: the lot, one of its sublots, or serials of it.');
 SELECT plantsync.register_contract('mes.confirm', '{
   "type": "object", "required": ["site", "order", "operation", "uom"],
   "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "operation": {"type": "string"},
@@ -73,8 +80,9 @@ SELECT plantsync.register_contract('mes.complete', '{
   "type": "object", "required": ["site", "order", "lot", "quantity", "uom", "location"],
   "properties": {"site": {"type": "string"}, "order": {"type": "string"}, "lot": {"type": "string", "minLength": 1},
                  "quantity": {"type": "number", "exclusiveMinimum": 0}, "uom": {"type": "string"},
-                 "location": {"type": "string"}}}',
-  'inbound', 'backward', 'MES completes an order with the lot it produced (received into quality-inspection stock).');
+                 "location": {"type": "string"},
+                 "serials": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "minLength": 1}}}}',
+  'inbound', 'backward', 'MES completes an order with the lot it produced, and its serials for serial-tracked material (received into quality-inspection stock).');
 SELECT plantsync.register_contract('qms.usage_decision', '{
   "type": "object", "required": ["site", "lot", "decision", "decided_by"],
   "properties": {"site": {"type": "string"}, "lot": {"type": "string"}, "material": {"type": "string"}, "inspection_lot": {"type": "string"},
@@ -166,6 +174,7 @@ AS $$
 DECLARE
     site text := m ->> 'site';
     o uuid;
+    b uuid;
     n integer := 0;
 BEGIN
     IF EXISTS (SELECT 1 FROM plantsync.production_order WHERE site_id = site AND order_number = m ->> 'order') THEN
@@ -182,7 +191,19 @@ BEGIN
            op ->> 'segment', (op ->> 'quantity')::numeric
       FROM jsonb_array_elements(COALESCE(m -> 'operations', '[]')) op;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN jsonb_build_object('order_id', o, 'order_status', 'released', 'operations', n);
+    -- the order's own bill of materials, for the order quantity
+    IF m ? 'components' THEN
+        INSERT INTO plantsync.bom (site_id, material_id, alternative, base_quantity, base_uom, erp_ref)
+        SELECT site, po.material_id, 'order ' || po.order_number, po.quantity, po.uom, m ->> 'erp_ref'
+          FROM plantsync.production_order po WHERE po.id = o
+        RETURNING id INTO b;
+        INSERT INTO plantsync.bom_item (site_id, bom_id, item_number, component_material_id, quantity, uom, scrap_percent, operation_number)
+        SELECT site, b, lpad((10 * k)::text, 4, '0'), plantsync.lookup_id('material', site, 'material_number', c ->> 'material', 'component'),
+               (c ->> 'quantity')::numeric, c ->> 'uom', COALESCE((c ->> 'scrap_percent')::numeric, 0), c ->> 'operation'
+          FROM jsonb_array_elements(m -> 'components') WITH ORDINALITY x (c, k);
+        UPDATE plantsync.production_order SET bom_id = b WHERE id = o;
+    END IF;
+    RETURN jsonb_strip_nulls(jsonb_build_object('order_id', o, 'order_status', 'released', 'operations', n, 'bom_id', b));
 END
 $$;
 
@@ -198,6 +219,72 @@ BEGIN
     RETURN jsonb_build_object('order_id', o, 'order_status', 'cancelled');
 END
 $$;
+
+-- Serials in a message are units: their count is the message's quantity in
+-- the material's base unit, and the material must be serial-tracked.
+CREATE FUNCTION plantsync.check_serial_count(p_material uuid, m jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mat plantsync.material;
+    n integer := jsonb_array_length(m -> 'serials');
+BEGIN
+    SELECT * INTO mat FROM plantsync.material WHERE id = p_material;
+    IF NOT mat.serial_tracked THEN
+        RAISE EXCEPTION 'material "%" is not serial-tracked: the message cannot name serials', mat.material_number
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'serials';
+    END IF;
+    IF plantsync.to_base_quantity(p_material, (m ->> 'quantity')::numeric, m ->> 'uom') <> n THEN
+        RAISE EXCEPTION 'the message names % serials but its quantity is % %', n, m ->> 'quantity', m ->> 'uom'
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'quantity',
+                  HINT = format('Each serial is one %s of material "%s".', mat.base_uom, mat.material_number);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_serial_count(uuid, jsonb) IS 'Used by the process APIs: serials named in a message are units of a serial-tracked material, as many as its quantity.';
+REVOKE EXECUTE ON FUNCTION plantsync.check_serial_count(uuid, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.lookup_serial(p_site text, p_material uuid, p_lot uuid, p_serial text)
+RETURNS uuid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s uuid;
+BEGIN
+    SELECT id INTO s FROM plantsync.serial WHERE site_id = p_site AND material_id = p_material AND serial_number = p_serial;
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'serial "%" does not exist at site "%"', p_serial, p_site USING ERRCODE = 'foreign_key_violation', COLUMN = 'serials';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM plantsync.serial WHERE id = s AND lot_id IS NOT DISTINCT FROM p_lot) THEN
+        RAISE EXCEPTION 'serial "%" is not in lot "%"', p_serial, (SELECT lot_number FROM plantsync.lot WHERE id = p_lot)
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'serials';
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION plantsync.lookup_serial(text, uuid, uuid, text) IS 'Used by the process APIs: a serial of a material named by number, which must be in the lot named.';
+REVOKE EXECUTE ON FUNCTION plantsync.lookup_serial(text, uuid, uuid, text) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.lookup_sublot(p_lot uuid, p_sublot text, p_lot_number text)
+RETURNS uuid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s uuid;
+BEGIN
+    SELECT id INTO s FROM plantsync.sublot WHERE lot_id = p_lot AND sublot_number = p_sublot;
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'sublot "%" of lot "%" does not exist', p_sublot, p_lot_number USING ERRCODE = 'foreign_key_violation', COLUMN = 'sublot';
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION plantsync.lookup_sublot(uuid, text, text) IS 'Used by the process APIs: a sublot of a lot named by number.';
+REVOKE EXECUTE ON FUNCTION plantsync.lookup_sublot(uuid, text, text) FROM PUBLIC;
 
 CREATE FUNCTION plantsync.handle_mes_consume(m jsonb, message_id text) RETURNS jsonb
 LANGUAGE plpgsql
@@ -215,9 +302,21 @@ BEGIN
         RAISE EXCEPTION 'lot "%" of material "%" does not exist at site "%"', m ->> 'lot', m ->> 'material', site
             USING ERRCODE = 'foreign_key_violation', COLUMN = 'lot';
     END IF;
-    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, from_location_id, order_id,
+    IF m ? 'serials' THEN
+        -- a unit each: one movement per serial, the message's quantity their count
+        PERFORM plantsync.check_serial_count(mat, m);
+        INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, serial_id, quantity, uom, from_location_id,
+                                                 order_id, source_system, external_id)
+        SELECT site, 'consumption', mat, lot,
+               plantsync.lookup_serial(site, mat, lot, sn), 1, (SELECT base_uom FROM plantsync.material WHERE id = mat),
+               plantsync.lookup_id('storage_location', site, 'location_code', m ->> 'location', 'location'), o.id, 'mes', message_id || '/' || sn
+          FROM jsonb_array_elements_text(m -> 'serials') sn;
+        RETURN jsonb_build_object('movements', jsonb_array_length(m -> 'serials'));
+    END IF;
+    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, sublot_id, quantity, uom, from_location_id, order_id,
                                              source_system, external_id)
     VALUES (site, 'consumption', mat, lot,
+            CASE WHEN m ? 'sublot' THEN plantsync.lookup_sublot(lot, m ->> 'sublot', m ->> 'lot') END,
             (m ->> 'quantity')::numeric, m ->> 'uom',
             plantsync.lookup_id('storage_location', site, 'location_code', m ->> 'location', 'location'), o.id, 'mes', message_id)
     RETURNING id INTO mv;
@@ -268,11 +367,24 @@ BEGIN
     INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition, production_order_id, manufactured_at)
     VALUES (o.site_id, o.material_id, m ->> 'lot', 'restricted', o.id, now())
     RETURNING id INTO lot;
-    INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, order_id,
-                                             source_system, external_id)
-    VALUES (o.site_id, 'production_receipt', o.material_id, lot, (m ->> 'quantity')::numeric, m ->> 'uom',
-            plantsync.lookup_id('storage_location', o.site_id, 'location_code', m ->> 'location', 'location'), o.id, 'mes', message_id)
-    RETURNING id INTO mv;
+    IF m ? 'serials' THEN
+        -- the units made, in the lot, each received on its own
+        PERFORM plantsync.check_serial_count(o.material_id, m);
+        INSERT INTO plantsync.serial (site_id, material_id, serial_number, lot_id, disposition, production_order_id)
+        SELECT o.site_id, o.material_id, sn, lot, 'restricted', o.id FROM jsonb_array_elements_text(m -> 'serials') sn;
+        INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, serial_id, quantity, uom, to_location_id, order_id,
+                                                 source_system, external_id)
+        SELECT o.site_id, 'production_receipt', o.material_id, lot, sr.id, 1, (SELECT base_uom FROM plantsync.material WHERE id = o.material_id),
+               plantsync.lookup_id('storage_location', o.site_id, 'location_code', m ->> 'location', 'location'), o.id, 'mes',
+               message_id || '/' || sr.serial_number
+          FROM plantsync.serial sr WHERE sr.lot_id = lot ORDER BY sr.serial_number;
+    ELSE
+        INSERT INTO plantsync.material_movement (site_id, movement_type, material_id, lot_id, quantity, uom, to_location_id, order_id,
+                                                 source_system, external_id)
+        VALUES (o.site_id, 'production_receipt', o.material_id, lot, (m ->> 'quantity')::numeric, m ->> 'uom',
+                plantsync.lookup_id('storage_location', o.site_id, 'location_code', m ->> 'location', 'location'), o.id, 'mes', message_id)
+        RETURNING id INTO mv;
+    END IF;
     UPDATE plantsync.production_order SET status = 'completed' WHERE id = o.id AND status <> 'completed';
     RETURN jsonb_build_object('lot_id', lot, 'movement_id', mv, 'order_status', 'completed');
 END

@@ -284,6 +284,59 @@ SELECT throws_ok($$SELECT plantsync.mes_signal_staging()$$, '42501', 'pg_temp.pl
                  'and is not taken over');
 ROLLBACK TO SAVEPOINT own_staging;
 
+-- ---------- the order's bill of materials, sublots and serials ----------
+SELECT is(plantsync.erp_release_order('erp-b1', '{"site": "PA", "order": "PO-B", "material": "FG", "quantity": 200, "uom": "KG", "due_date": "2026-12-20",
+    "components": [{"material": "RM", "quantity": 120, "uom": "KG", "operation": "0010", "scrap_percent": 2}]}') ->> 'message', 'applied',
+          'a release with its components');
+SELECT results_eq($$SELECT b.alternative, b.base_quantity, bi.item_number, m.material_number, bi.quantity, bi.scrap_percent, bi.operation_number
+                      FROM plantsync.production_order o JOIN plantsync.bom b ON b.id = o.bom_id JOIN plantsync.bom_item bi ON bi.bom_id = b.id
+                      JOIN plantsync.material m ON m.id = bi.component_material_id WHERE o.order_number = 'PO-B'$$,
+                  $$VALUES ('order PO-B', 200::numeric, '0010', 'RM', 120::numeric, 2::numeric, '0010')$$,
+                  'become the order''s own bill of materials, for the order quantity');
+SELECT throws_ok($$SELECT plantsync.erp_release_order('erp-b2', '{"site": "PA", "order": "PO-B2", "material": "FG", "quantity": 1, "uom": "KG", "due_date": "2026-12-20",
+                   "components": [{"material": "NOPE", "quantity": 1, "uom": "KG"}]}')$$,
+                 '23503', 'component "NOPE" does not exist at site "PA"', 'an unknown component is named, and the order is not left half-written');
+SELECT is((SELECT count(*) FROM plantsync.production_order WHERE order_number = 'PO-B2'), 0::bigint, 'no order PO-B2');
+SET LOCAL plantsync.source_system = 'mes';
+INSERT INTO plantsync.sublot (site_id, lot_id, sublot_number) SELECT 'PA', id, 'R-1/01' FROM plantsync.lot WHERE lot_number = 'R-1';
+RESET plantsync.source_system;
+SELECT is(plantsync.mes_consume('mes-b1', '{"site": "PA", "order": "PO-B", "material": "RM", "lot": "R-1", "sublot": "R-1/01", "quantity": 5, "uom": "KG", "location": "WH"}') ->> 'message',
+          'applied', 'a consumption from a sublot');
+SELECT is((SELECT s.sublot_number FROM plantsync.material_movement mv JOIN plantsync.sublot s ON s.id = mv.sublot_id WHERE mv.external_id = 'mes-b1'),
+          'R-1/01', 'names the sublot in the ledger');
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-b2', '{"site": "PA", "order": "PO-B", "material": "RM", "lot": "R-1", "sublot": "R-1/99", "quantity": 1, "uom": "KG", "location": "WH"}')$$,
+                 '23503', 'sublot "R-1/99" of lot "R-1" does not exist', 'an unknown sublot is named');
+-- serial-tracked output: the completion names its serials
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.material (site_id, material_number, description, material_type, base_uom, serial_tracked)
+VALUES ('PA', 'PUMP', 'Dosing pump', 'finished', 'EA', true);
+RESET plantsync.source_system;
+SELECT is(plantsync.erp_release_order('erp-s1', '{"site": "PA", "order": "PO-S", "material": "PUMP", "quantity": 3, "uom": "EA", "due_date": "2026-12-20"}') ->> 'message',
+          'applied', 'an order of serial-tracked pumps');
+SELECT throws_ok($$SELECT plantsync.mes_complete('mes-s0', '{"site": "PA", "order": "PO-S", "lot": "P-1", "quantity": 3, "uom": "EA", "location": "WH", "serials": ["SN-1", "SN-2"]}')$$,
+                 '22023', 'the message names 2 serials but its quantity is 3 EA', 'serials must be as many as the quantity');
+SELECT throws_ok($$SELECT plantsync.mes_complete('mes-s0', '{"site": "PA", "order": "PO-B", "lot": "FG-B", "quantity": 1, "uom": "KG", "location": "WH", "serials": ["X-1"]}')$$,
+                 '22023', 'material "FG" is not serial-tracked: the message cannot name serials', 'a material without serials takes none');
+SELECT is(plantsync.mes_complete('mes-s1', '{"site": "PA", "order": "PO-S", "lot": "P-1", "quantity": 3, "uom": "EA", "location": "WH", "serials": ["SN-1", "SN-2", "SN-3"]}') ->> 'message',
+          'applied', 'completed with three serials');
+SELECT results_eq($$SELECT sr.serial_number, l.lot_number, mv.quantity, mv.external_id FROM plantsync.serial sr JOIN plantsync.lot l ON l.id = sr.lot_id
+                      JOIN plantsync.material_movement mv ON mv.serial_id = sr.id AND mv.movement_type = 'production_receipt'
+                     WHERE l.lot_number = 'P-1' ORDER BY 1$$,
+                  $$VALUES ('SN-1', 'P-1', 1::numeric, 'mes-s1/SN-1'), ('SN-2', 'P-1', 1::numeric, 'mes-s1/SN-2'), ('SN-3', 'P-1', 1::numeric, 'mes-s1/SN-3')$$,
+                  'each serial is in the lot and received on its own');
+SELECT is((SELECT count(*) FROM plantsync.trace_backward((SELECT id FROM plantsync.serial WHERE serial_number = 'SN-2'))
+            WHERE node_number = 'P-1'), 1::bigint, 'and the genealogy knows the lot contains it');
+SELECT is(plantsync.qms_usage_decision('qms-s1', '{"site": "PA", "lot": "P-1", "material": "PUMP", "decision": "accept", "decided_by": "qa"}') ->> 'disposition',
+          'unrestricted', 'the pumps are released');
+SELECT is(plantsync.erp_release_order('erp-s2', '{"site": "PA", "order": "PO-K", "material": "FG", "quantity": 1, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
+          'applied', 'a kit order');
+SELECT is(plantsync.mes_consume('mes-s2', '{"site": "PA", "order": "PO-K", "material": "PUMP", "lot": "P-1", "quantity": 2, "uom": "EA", "location": "WH", "serials": ["SN-1", "SN-3"]}') ->> 'movements',
+          '2', 'consuming two serials posts two movements');
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-s3', '{"site": "PA", "order": "PO-K", "material": "PUMP", "lot": "P-1", "quantity": 1, "uom": "EA", "location": "WH", "serials": ["SN-9"]}')$$,
+                 '23503', 'serial "SN-9" does not exist at site "PA"', 'an unknown serial is named');
+SELECT throws_ok($$SELECT plantsync.mes_consume('mes-s4', '{"site": "PA", "order": "PO-K", "material": "PUMP", "lot": "P-1", "sublot": "x", "quantity": 1, "uom": "EA", "location": "WH", "serials": ["SN-2"]}')$$,
+                 'PS010', NULL, 'a sublot and serials together break the contract');
+
 -- ---------- operations, downtime, inspection lots and results, nonconformances, order changes, snapshots ----------
 SELECT is(plantsync.mes_operation('op-0', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "start"}') ->> 'message',
           'parked', 'an operation start for an order not released yet is parked');
