@@ -888,21 +888,17 @@ BEGIN
         RAISE EXCEPTION 'signals must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- the rows go through the same staging and drain as the COPY way; a batch
-    -- with a bad signal is refused after the fact (the error undoes it all),
-    -- and the first bad one is looked for only then
+    -- the rows go through the same move as the COPY way, read straight from
+    -- the JSON; a batch with a bad signal is refused after the fact (the
+    -- error undoes it all), and the first bad one is looked for only then
     BEGIN
-        PERFORM plantsync.mes_signal_staging();
-        INSERT INTO pg_temp.plantsync_signal_staging (site, equipment, signal, at, state, value)
-        SELECT site, r.equipment, r.signal, r.at, r.state, r.value
-          FROM jsonb_to_recordset(payload -> 'signals') AS r (equipment text, signal text, at timestamptz, state text, value numeric);
-    EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow OR not_null_violation THEN
+        SELECT d.received, d.refused, d.applied INTO received, refused, applied
+          FROM plantsync.drain_staged_signals(mes_ingest_signals.message_id, payload) d;
+    EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow THEN
         RAISE EXCEPTION 'a signal cannot be read: %', SQLERRM
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Each signal needs equipment, signal and at (an ISO 8601 time with its offset); value is a number.';
     END;
-    SELECT d.received, d.refused, d.applied INTO received, refused, applied
-      FROM plantsync.drain_staged_signals(mes_ingest_signals.message_id) d;
     IF refused > 0 THEN
         SELECT s.ord, s.x ->> 'equipment' AS equipment, s.x ->> 'signal' AS signal, s.x ->> 'at' AS at,
                e.id AS equipment_id, s.x ? 'state' AS has_state, s.x ? 'value' AS has_value INTO bad
@@ -982,7 +978,7 @@ $$;
 COMMENT ON FUNCTION plantsync.check_signal_staging(regclass) IS 'Used by the signal ingest: refuses a staging table plantsync did not make.';
 REVOKE EXECUTE ON FUNCTION plantsync.check_signal_staging(regclass) FROM PUBLIC;
 
-CREATE FUNCTION plantsync.drain_staged_signals(p_message_id text)
+CREATE FUNCTION plantsync.drain_staged_signals(p_message_id text, p_payload jsonb DEFAULT NULL)
 RETURNS TABLE (received integer, refused integer, applied integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -995,11 +991,11 @@ DECLARE
     -- then made again with ON CONFLICT DO NOTHING.
     drain constant text := $q$
     WITH staged AS (
-        SELECT s.* FROM ONLY pg_temp.plantsync_signal_staging s
+        %s
     ), parsed AS (
         SELECT st.site, st.signal, st.at, st.state, st.value, e.id AS equipment_id,
-               e.id IS NOT NULL AND st.signal IN ('state', 'counter', 'consumption') AND st.at <= now() + interval '5 minutes'
-               AND CASE WHEN st.signal = 'state' THEN st.state IS NOT NULL ELSE st.value IS NOT NULL END AS ok
+               COALESCE(e.id IS NOT NULL AND st.signal IN ('state', 'counter', 'consumption') AND st.at <= now() + interval '5 minutes'
+                        AND CASE WHEN st.signal = 'state' THEN st.state IS NOT NULL ELSE st.value IS NOT NULL END, false) AS ok
           FROM staged st
           LEFT JOIN plantsync.equipment e ON e.site_id = st.site AND e.equipment_code = st.equipment
     ), ins AS (
@@ -1014,27 +1010,37 @@ DECLARE
     SELECT count(*)::integer, (count(*) FILTER (WHERE NOT ok))::integer, (SELECT count(*) FROM ins)::integer FROM parsed
     $q$;
     rel regclass := to_regclass('pg_temp.plantsync_signal_staging');
+    -- the signals: a JSON batch's, or the session's staged ones
+    source text := CASE WHEN p_payload IS NOT NULL
+        THEN $s$SELECT $2 ->> 'site' AS site, r.equipment, r.signal, r.at, r.state, r.value
+                  FROM jsonb_to_recordset($2 -> 'signals') AS r (equipment text, signal text, at timestamptz, state text, value numeric)$s$
+        ELSE 'SELECT s.site, s.equipment, s.signal, s.at, s.state, s.value FROM ONLY pg_temp.plantsync_signal_staging s' END;
 BEGIN
-    IF rel IS NULL THEN
+    IF p_payload IS NULL AND rel IS NULL THEN
         received := 0;
         refused := 0;
         applied := 0;
         RETURN NEXT;
         RETURN;
     END IF;
-    PERFORM plantsync.check_signal_staging(rel);
+    IF p_payload IS NULL THEN
+        PERFORM plantsync.check_signal_staging(rel);
+    END IF;
     BEGIN
-        EXECUTE format(drain, '') INTO received, refused, applied USING p_message_id;
+        EXECUTE format(drain, source, '') INTO received, refused, applied USING p_message_id, p_payload;
     EXCEPTION WHEN unique_violation THEN
-        EXECUTE format(drain, 'ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING') INTO received, refused, applied USING p_message_id;
+        EXECUTE format(drain, source, 'ON CONFLICT ON CONSTRAINT machine_signal_key DO NOTHING') INTO received, refused, applied
+            USING p_message_id, p_payload;
     END;
     -- drained: a second drain in the transaction starts empty
-    TRUNCATE pg_temp.plantsync_signal_staging;
+    IF p_payload IS NULL THEN
+        TRUNCATE pg_temp.plantsync_signal_staging;
+    END IF;
     RETURN NEXT;
 END
 $$;
-COMMENT ON FUNCTION plantsync.drain_staged_signals(text) IS 'Used by the signal ingest: moves this transaction''s staged signals that are valid into plantsync.machine_signal, once each; returns how many were staged, invalid and stored.';
-REVOKE EXECUTE ON FUNCTION plantsync.drain_staged_signals(text) FROM PUBLIC;
+COMMENT ON FUNCTION plantsync.drain_staged_signals(text, jsonb) IS 'Used by the signal ingest: moves the signals of a JSON batch, or those staged in the session, that are valid into plantsync.machine_signal, once each; returns how many were received, invalid and stored.';
+REVOKE EXECUTE ON FUNCTION plantsync.drain_staged_signals(text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION plantsync.mes_drain_signals(message_id text, payload jsonb DEFAULT '{}')
 RETURNS jsonb

@@ -254,6 +254,9 @@ SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-3', '{"site": "PA", 
                  '22023', 'signal 2 is not valid: equipment "WC7" does not exist at site "PA"', 'a batch with an unknown machine is refused, naming the signal');
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "counter", "at": "2026-11-01T09:00:00Z"}]}')$$,
                  '22023', 'signal 1 is not valid: a counter signal needs a value', 'a counter without a value is refused');
+SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4b', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "2026-11-01T09:00:00Z", "state": "idle"},
+                                                                    {"equipment": "WC1", "signal": "state", "state": "down"}]}')$$,
+                 '22023', 'signal 2 is not valid: it has no time (at)', 'a signal without a time is refused, naming it');
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-5', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "yesterday-ish", "state": "x"}]}')$$,
                  '22023', NULL, 'an unreadable time is refused');
 SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 5::bigint, 'refused batches stored nothing');
