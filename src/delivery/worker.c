@@ -1345,13 +1345,22 @@ start_polls(void)
 		Request    *req;
 		MemoryContext old;
 
-		/* its endpoint not (yet) loaded: the poll's time is pushed back; next time */
-		if (ep == NULL || !ep->enabled)
+		/* not made this time: said in its state, made again at its next time */
+		if (ep == NULL || !ep->enabled || (ep->oauth2 && !ensure_token(ep)) || (ep->sap_csrf && !ensure_csrf(ep)))
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(worker_context);
+			PollOutcome *po = palloc0(sizeof(PollOutcome));
+
+			po->poll_id = pstrdup(SPI_getvalue(tup, desc, 1));
+			po->cursor = cursor ? pstrdup(cursor) : NULL;
+			po->error = pstrdup(ep == NULL || !ep->enabled ? "the endpoint is disabled or not loaded yet; nothing was sent" :
+								ep->oauth2 && !ep->access_token ? "no OAuth2 token could be had (see the server log); nothing was sent" :
+								"no X-CSRF-Token could be fetched (see the server log); nothing was sent");
+			po->body = pstrdup("");
+			poll_outcomes = lappend(poll_outcomes, po);
+			MemoryContextSwitchTo(oldcxt);
 			continue;
-		if (ep->oauth2 && !ensure_token(ep))
-			continue;
-		if (ep->sap_csrf && !ensure_csrf(ep))
-			continue;
+		}
 		initStringInfo(&url);
 		appendStringInfoString(&url, ep->base_url);
 		for (p = template ? template : ""; *p; p++)

@@ -65,6 +65,8 @@ VALUES ('erpnext', 'erp', 'http://127.0.0.1:{port}', true, 'erpnext_token', 6553
        ('small', 'erp', 'http://127.0.0.1:{port}', true, 'none', 400, NULL),
        ('fenced', 'erp', 'http://127.0.0.1:{port}', true, 'none', 65536, '{{10.0.0.0/8}}');
 INSERT INTO plantsync.endpoint_secret VALUES ('erpnext', 'api_key', 'key-1'), ('erpnext', 'api_secret', '{SECRET}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, auth_type, token_url)
+VALUES ('notoken', 'erp', 'http://127.0.0.1:{port}', true, 'oauth2_client_credentials', 'http://127.0.0.1:1/token');
 RESET plantsync.source_system;
 SELECT plantsync.erp_material('PL-M1', '{{"site": "PL", "material": "SYRUP", "description": "Syrup", "base_uom": "KG", "material_type": "finished"}}') IS NOT NULL;
 
@@ -89,7 +91,8 @@ VALUES ('work-orders', 'erpnext',
         '1 second', 'public.erpnext_work_orders(text,text,text)', '2026-11-01 00:00:00', true),
        ('big', 'small', '/big', '1 second', 'public.erpnext_work_orders(text,text,text)', 'c0', true),
        ('fenced', 'fenced', '/fenced', '1 second', 'public.erpnext_work_orders(text,text,text)', NULL, true),
-       ('off', 'erpnext', '/off', '1 second', 'public.erpnext_work_orders(text,text,text)', NULL, false);
+       ('off', 'erpnext', '/off', '1 second', 'public.erpnext_work_orders(text,text,text)', NULL, false),
+       ('needs-token', 'notoken', '/tokpoll', '1 second', 'public.erpnext_work_orders(text,text,text)', 'c0', true);
 """)
     ok = wait_for("six polls of the work orders", lambda: int(psql(
         "SELECT polls FROM plantsync.poll_state WHERE poll_id = 'work-orders'")) >= 6, 40)
@@ -127,6 +130,12 @@ VALUES ('work-orders', 'erpnext',
     check("a host outside allowed_networks is never called",
           "allowed_networks" in (fenced["last_error"] or "") and not any(r["path"] == "/fenced" for r in mock("/_requests")),
           str(fenced))
+    ok = wait_for("the poll without a token recorded", lambda: "OAuth2" in (psql(
+        "SELECT COALESCE(last_error, '') FROM plantsync.poll_state WHERE poll_id = 'needs-token'") or ""), 20)
+    check("a poll whose endpoint cannot get its OAuth2 token says so in its state and sends nothing",
+          ok and not any(r["path"] == "/tokpoll" for r in mock("/_requests"))
+          and psql("SELECT cursor FROM plantsync.poll_state WHERE poll_id = 'needs-token'") == "c0",
+          psql("SELECT row_to_json(s) FROM plantsync.poll_state s WHERE poll_id = 'needs-token'"))
     check("a disabled poll is not made",
           psql("SELECT polls FROM plantsync.poll_state WHERE poll_id = 'off'") == "0"
           and not any(r["path"] == "/off" for r in mock("/_requests")))
