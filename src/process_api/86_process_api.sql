@@ -844,6 +844,19 @@ COMMENT ON COLUMN plantsync.machine_signal.message_id IS 'The batch it came in.'
 COMMENT ON COLUMN plantsync.machine_signal.received_at IS 'When it arrived.';
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON plantsync.machine_signal FROM PUBLIC;
 
+-- Which equipment has signals, one row each, kept by the drain: the signals
+-- are keyed by time first, so asking them would read them all.
+CREATE TABLE plantsync.signal_equipment (
+    site_id text NOT NULL REFERENCES plantsync.site,
+    equipment_id uuid PRIMARY KEY,
+    first_signal_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE plantsync.signal_equipment IS 'Equipment that has shop-floor signals (kept by the signal ingest); such equipment cannot be deleted.';
+COMMENT ON COLUMN plantsync.signal_equipment.site_id IS 'Plant.';
+COMMENT ON COLUMN plantsync.signal_equipment.equipment_id IS 'Equipment.';
+COMMENT ON COLUMN plantsync.signal_equipment.first_signal_at IS 'When its first signals were stored.';
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON plantsync.signal_equipment FROM PUBLIC;
+
 -- No foreign key on the signals: a per-row check would cost more than the
 -- rest of the ingest. The batch is checked against the equipment as a set;
 -- equipment that has signals is kept from deletion here instead.
@@ -853,7 +866,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM plantsync.machine_signal s WHERE s.equipment_id = OLD.id) THEN
+    IF EXISTS (SELECT 1 FROM plantsync.signal_equipment s WHERE s.equipment_id = OLD.id) THEN
         RAISE EXCEPTION 'equipment "%" has shop-floor signals and cannot be deleted', OLD.equipment_code
             USING ERRCODE = 'foreign_key_violation', HINT = 'Mark it out of service instead; its signals are history.';
     END IF;
@@ -998,6 +1011,10 @@ DECLARE
                         AND CASE WHEN st.signal = 'state' THEN st.state IS NOT NULL ELSE st.value IS NOT NULL END, false) AS ok
           FROM staged st
           LEFT JOIN plantsync.equipment e ON e.site_id = st.site AND e.equipment_code = st.equipment
+    ), seen AS (
+        INSERT INTO plantsync.signal_equipment (site_id, equipment_id)
+        SELECT DISTINCT p.site, p.equipment_id FROM parsed p WHERE p.ok
+        ON CONFLICT (equipment_id) DO NOTHING
     ), ins AS (
         INSERT INTO plantsync.machine_signal (site_id, equipment_id, signal, occurred_at, state, value, message_id)
         SELECT p.site, p.equipment_id, p.signal, p.at, CASE WHEN p.signal = 'state' THEN p.state END,

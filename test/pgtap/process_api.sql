@@ -260,6 +260,10 @@ SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-4b', '{"site": "PA",
 SELECT throws_ok($$SELECT plantsync.mes_ingest_signals('sig-5', '{"site": "PA", "signals": [{"equipment": "WC1", "signal": "state", "at": "yesterday-ish", "state": "x"}]}')$$,
                  '22023', NULL, 'an unreadable time is refused');
 SELECT is((SELECT count(*) FROM plantsync.machine_signal WHERE site_id = 'PA'), 5::bigint, 'refused batches stored nothing');
+SET LOCAL plantsync.source_system = 'hub';
+SELECT throws_ok($$DELETE FROM plantsync.equipment WHERE site_id = 'PA' AND equipment_code = 'WC1'$$,
+                 '23503', 'equipment "WC1" has shop-floor signals and cannot be deleted', 'equipment with signals is kept');
+RESET plantsync.source_system;
 -- the COPY way: staged in this session's staging table, drained by one call
 SELECT is(plantsync.mes_signal_staging()::text, 'plantsync_signal_staging', 'the session gets its staging table');
 SELECT is(plantsync.mes_signal_staging()::text, 'plantsync_signal_staging', 'the same one each time');

@@ -15,7 +15,7 @@ SELECT tables_are('plantsync', ARRAY[
     'event_source', 'aggregate_sequence', 'event', 'event_default', 'endpoint', 'route', 'delivery', 'delivery_default',
     'delivery_action', 'contract_subject', 'contract', 'endpoint_secret', 'endpoint_state', 'delivery_attempt', 'poll', 'poll_state',
     'delivery_attempt_default', 'genealogy_link', 'erp_snapshot', 'erp_inventory', 'erp_order', 'erp_posting',
-    'reconciliation_tolerance', 'reconciliation_run', 'discrepancy', 'inbox', 'audit_log', 'site_role', 'sla', 'alert', 'usage_decision_signature', 'machine_signal', 'dialect_mapping',
+    'reconciliation_tolerance', 'reconciliation_run', 'discrepancy', 'inbox', 'audit_log', 'site_role', 'sla', 'alert', 'usage_decision_signature', 'machine_signal', 'signal_equipment', 'dialect_mapping',
     'erp_batch', 'b2mml_import', 'stock_balance', 'erp_stock'],
     'plantsync has exactly the documented tables');
 SELECT views_are('plantsync', ARRAY['inventory_balance', 'column_ownership', 'event_type', 'dead_letter', 'worker_status',
