@@ -844,10 +844,11 @@ BEGIN
              ORDER BY d.created_at LIMIT 1;
         END IF;
         SELECT count(*), min(d.created_at) INTO waiting, oldest
-          FROM (SELECT d.created_at FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+          FROM (SELECT d.created_at FROM plantsync.delivery d
                  WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
                    AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
-                   AND (r.batch_by = 'route' OR ev.order_number IS NOT DISTINCT FROM grp)
+                   AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+                                                                   AND ev.order_number IS NOT DISTINCT FROM grp))
                  LIMIT r.batch_max_size) d;
         CONTINUE WHEN waiting = 0;
         CONTINUE WHEN waiting < r.batch_max_size
@@ -855,10 +856,11 @@ BEGIN
         b := plantsync.uuid_v7();
         RETURN QUERY
         WITH pick AS (
-            SELECT d.id, d.created_at FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+            SELECT d.id, d.created_at FROM plantsync.delivery d
              WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
                AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
-               AND (r.batch_by = 'route' OR ev.order_number IS NOT DISTINCT FROM grp)
+               AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+                                                                   AND ev.order_number IS NOT DISTINCT FROM grp))
              ORDER BY d.ordering_key, d.aggregate_seq
              LIMIT r.batch_max_size
                FOR UPDATE OF d SKIP LOCKED
