@@ -85,6 +85,42 @@ SELECT count(*) AS traces, sum(x.nodes) > 1000 AS over_a_thousand_nodes, sum(x.d
                                                UNION ALL SELECT node_id, depth FROM plantsync.trace_backward(l.id, 100, a.as_of) WHERE v.d = 'backward')) e) AS differences) x
  WHERE l.site_id = 'RV';
 SELECT count(*) > 0 AS has_reversed_links FROM plantsync.genealogy_link WHERE site_id = 'RV' AND unlinked_at IS NOT NULL;
+-- Wide levels whose lots feed lots of a campaign window of 8 neighbours
+-- (frontiers dense in the index) or of 400 (sparse), a fifth of the inputs
+-- from anywhere below: the walk reads each level's frontier in key order
+-- with range scans, and gives the reference's sets, reading links from the
+-- heap and, once VACUUM has run, from the index alone.
+SET session_replication_role = replica;
+SELECT plantsync_test.generate_link_graph(0.31, 'WD', '{40,300,1500,3000}', 4, 8) > 0 AS generated;
+SELECT plantsync_test.generate_link_graph(0.32, 'WS', '{40,300,1500,3000}', 4, 400) > 0 AS generated;
+RESET session_replication_role;
+CREATE FUNCTION pg_temp.wide_differences(p_site text, OUT traces bigint, OUT nodes bigint, OUT differences bigint)
+LANGUAGE sql AS $$
+    WITH starts AS (
+        SELECT l.id, 'forward' AS d FROM plantsync.lot l WHERE l.site_id = p_site AND l.lot_number LIKE '%-L0-%'
+        UNION ALL
+        SELECT l.id, 'backward' FROM plantsync.lot l
+         WHERE l.site_id = p_site AND (l.lot_number LIKE '%-L3-%' OR l.lot_number LIKE '%-L2-%')
+           AND hashtext(l.lot_number) % 20 = 0
+    ), c AS (
+        SELECT s.d, s.id, t.node_id, t.depth FROM starts s, plantsync.trace_forward(s.id) t WHERE s.d = 'forward'
+        UNION ALL
+        SELECT s.d, s.id, t.node_id, t.depth FROM starts s, plantsync.trace_backward(s.id) t WHERE s.d = 'backward'
+    ), r AS (
+        SELECT s.d, s.id, t.node_id, t.depth FROM starts s, plantsync_test.ref_forward(s.id) t WHERE s.d = 'forward'
+        UNION ALL
+        SELECT s.d, s.id, t.node_id, t.depth FROM starts s, plantsync_test.ref_backward(s.id) t WHERE s.d = 'backward'
+    )
+    SELECT (SELECT count(*) FROM starts), (SELECT count(*) FROM r),
+           (SELECT count(*) FROM (TABLE c EXCEPT ALL TABLE r) x) + (SELECT count(*) FROM (TABLE r EXCEPT ALL TABLE c) y)
+$$;
+SELECT 'WD' AS site, traces, nodes > 10000 AS over_ten_thousand_nodes, differences FROM pg_temp.wide_differences('WD')
+UNION ALL
+SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS');
+VACUUM plantsync.genealogy_link;
+SELECT 'WD' AS site, traces, nodes > 10000 AS over_ten_thousand_nodes, differences FROM pg_temp.wide_differences('WD')
+UNION ALL
+SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS');
 SET client_min_messages = warning;
 DROP SCHEMA plantsync_test CASCADE;
 RESET client_min_messages;

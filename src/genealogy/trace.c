@@ -13,7 +13,11 @@
  * index, after the same privilege check a query would make. Those indexes
  * include the far end and the link's lifetime, so on pages VACUUM has
  * marked all visible a link to a lot reached before costs no heap visit;
- * the heap is read only for the lots the walk reaches first. When row-level
+ * the heap is read only for the lots the walk reaches first. A level's
+ * frontier is read in key order: lots made around the same time have ids
+ * close together (UUIDv7), so where the frontier is dense in the index one
+ * range scan reads the links of many lots (and finds at once that a range
+ * of finished lots has no children) instead of one descent per lot. When row-level
  * security applies to the caller, the walk reads each level through SPI
  * instead, so that the policies filter the links exactly as for any query.
  */
@@ -27,18 +31,19 @@
 #include "access/visibilitymap.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port/pg_bswap.h"
 #include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -56,8 +61,8 @@ PG_FUNCTION_INFO_V1(plantsync_trace_forward);
 
 typedef struct TraceNode
 {
-	pg_uuid_t	id;				/* hash key */
-	pg_uuid_t	pred;			/* node that first reached this one */
+	pg_uuid_t	id;
+	int			pred;			/* index of the node that first reached this one */
 	int			depth;
 	Datum		kind;			/* text */
 	Datum		number;			/* text */
@@ -74,7 +79,7 @@ typedef struct TraceNode
 /* A link as read, from either path: the far end and what is shown of it. */
 typedef struct LinkValues
 {
-	pg_uuid_t  *from;
+	int			from;			/* node index */
 	pg_uuid_t  *to;
 	Datum		kind;
 	Datum		number;
@@ -87,17 +92,51 @@ typedef struct LinkValues
 	TimestampTz linked_at;
 } LinkValues;
 
+/*
+ * The lots and serials reached, by id: an open-addressing table looked up
+ * for every link read, so cheaper than dynahash matters here.
+ */
+typedef struct VisitEntry
+{
+	pg_uuid_t	id;
+	int			node;			/* index in Trace.nodes */
+	char		status;
+} VisitEntry;
+
+static inline uint32
+uuid_hash32(const pg_uuid_t *id)
+{
+	uint64		a;
+	uint64		b;
+
+	memcpy(&a, id->data, 8);
+	memcpy(&b, id->data + 8, 8);
+	a = hash_combine64(a, b);
+	return murmurhash32((uint32) (a ^ (a >> 32)));
+}
+
+#define SH_PREFIX visited
+#define SH_ELEMENT_TYPE VisitEntry
+#define SH_KEY_TYPE pg_uuid_t
+#define SH_KEY id
+#define SH_HASH_KEY(tb, key) uuid_hash32(&(key))
+#define SH_EQUAL(tb, a, b) (memcmp(&(a), &(b), UUID_LEN) == 0)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
 typedef struct Trace
 {
 	bool		forward;
 	bool		as_of;
 	TimestampTz as_of_time;
 	MemoryContext context;
-	HTAB	   *visited;
-	TraceNode **nodes;			/* in visiting order */
+	visited_hash *visited;
+	TraceNode  *nodes;			/* in visiting order */
 	int			n_nodes;
 	int			nodes_size;
-	Datum	   *next;			/* the next level's frontier */
+	int		   *next;			/* the next level's frontier (node indexes) */
 	int			n_next;
 	int			next_size;
 } Trace;
@@ -180,17 +219,39 @@ check_select(Oid relid)
 		aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid));
 }
 
+/* Adds a node; returns its index. */
+static int
+add_node(Trace *t, const pg_uuid_t *id)
+{
+	bool		found;
+	VisitEntry *e = visited_insert(t->visited, *id, &found);
+	TraceNode  *node;
+
+	Assert(!found);
+	if (t->n_nodes == t->nodes_size)
+	{
+		t->nodes_size *= 2;
+		t->nodes = repalloc(t->nodes, sizeof(TraceNode) * t->nodes_size);
+	}
+	e->node = t->n_nodes;
+	node = &t->nodes[t->n_nodes];
+	memset(node, 0, sizeof(TraceNode));
+	node->id = *id;
+	return t->n_nodes++;
+}
+
 /* Records the far end of a link unless it was reached before. */
 static void
 visit(Trace *t, LinkValues *v, int depth)
 {
-	bool		found;
 	TraceNode  *node;
+	int			k;
 
-	node = hash_search(t->visited, v->to, HASH_ENTER, &found);
-	if (found)
+	if (visited_lookup(t->visited, *v->to) != NULL)
 		return;					/* reached before, at this depth or less */
-	node->pred = *v->from;
+	k = add_node(t, v->to);
+	node = &t->nodes[k];
+	node->pred = v->from;
 	node->depth = depth;
 	node->kind = datumCopy(v->kind, false, -1);
 	node->number = datumCopy(v->number, false, -1);
@@ -203,18 +264,12 @@ visit(Trace *t, LinkValues *v, int depth)
 	if (v->order_id)
 		node->order_id = *v->order_id;
 	node->linked_at = v->linked_at;
-	if (t->n_nodes == t->nodes_size)
-	{
-		t->nodes_size *= 2;
-		t->nodes = repalloc(t->nodes, sizeof(TraceNode *) * t->nodes_size);
-	}
-	t->nodes[t->n_nodes++] = node;
 	if (t->n_next == t->next_size)
 	{
 		t->next_size *= 2;
-		t->next = repalloc(t->next, sizeof(Datum) * t->next_size);
+		t->next = repalloc(t->next, sizeof(int) * t->next_size);
 	}
-	t->next[t->n_next++] = UUIDPGetDatum(&node->id);
+	t->next[t->n_next++] = k;
 }
 
 /* ---------- reading links straight from the table ---------- */
@@ -230,12 +285,19 @@ typedef struct DirectScan
 
 /*
  * Columns of the walk indexes (genealogy_link_parent_idx and _child_idx):
- * the near end is the key; the far end and the link's lifetime are
- * included, so a link to a lot already reached costs no heap visit.
+ * the near end is the key; the far end, the link's lifetime and what a
+ * trace shows of the far end and the link are included, so that on pages
+ * all visible the walk never reads the heap.
  */
 #define WALK_FAR_END	2
 #define WALK_LINKED_AT	3
 #define WALK_UNLINKED_AT 4
+#define WALK_KIND		5
+#define WALK_NUMBER		6
+#define WALK_MATERIAL	7
+#define WALK_QUANTITY	8
+#define WALK_UOM		9
+#define WALK_ORDER		10
 
 static void
 direct_begin(DirectScan *d, Oid relid, bool forward)
@@ -243,9 +305,9 @@ direct_begin(DirectScan *d, Oid relid, bool forward)
 	d->rel = table_open(relid, AccessShareLock);
 	d->index = index_open(plantsync_relid(forward ? "genealogy_link_parent_idx" : "genealogy_link_child_idx"),
 						  AccessShareLock);
-	if (RelationGetDescr(d->index)->natts != WALK_UNLINKED_AT)
-		elog(ERROR, "plantsync: the genealogy walk index does not include the far end and the link's lifetime");
-	d->scan = index_beginscan(d->rel, d->index, GetActiveSnapshot(), 1, 0);
+	if (RelationGetDescr(d->index)->natts != WALK_ORDER)
+		elog(ERROR, "plantsync: the genealogy walk index does not include the columns a trace shows");
+	d->scan = index_beginscan(d->rel, d->index, GetActiveSnapshot(), 2, 0);
 	d->scan->xs_want_itup = true;
 	d->slot = table_slot_create(d->rel, NULL);
 	d->vmbuffer = InvalidBuffer;
@@ -262,72 +324,177 @@ direct_end(DirectScan *d)
 	table_close(d->rel, AccessShareLock);
 }
 
-static void
-direct_level(Trace *t, DirectScan *d, Datum *frontier, int n, int depth)
+/*
+ * A level's frontier in key order. The index compares uuids as bytes, so
+ * the first and last eight bytes, read big-endian, order them the same way.
+ */
+typedef struct FrontierKey
 {
-	int			i;
+	uint64		hi;
+	uint64		lo;
+	int			node;
+} FrontierKey;
+
+static inline void
+uuid_key(const pg_uuid_t *id, uint64 *hi, uint64 *lo)
+{
+	uint64		x;
+
+	memcpy(&x, id->data, 8);
+	*hi = pg_ntoh64(x);
+	memcpy(&x, id->data + 8, 8);
+	*lo = pg_ntoh64(x);
+}
+
+static inline int
+frontier_cmp(const FrontierKey *a, const FrontierKey *b)
+{
+	if (a->hi != b->hi)
+		return a->hi < b->hi ? -1 : 1;
+	if (a->lo != b->lo)
+		return a->lo < b->lo ? -1 : 1;
+	return 0;
+}
+
+#define ST_SORT sort_frontier
+#define ST_ELEMENT_TYPE FrontierKey
+#define ST_COMPARE(a, b) frontier_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * Range scans over a sorted frontier: a scan covers the next span of
+ * frontier lots; a span read to its end doubles the next one, and a scan
+ * that meets more than WALK_GAP_LIMIT links of lots outside the frontier in
+ * a row stops there and descends again at the next frontier lot, so a
+ * sparse frontier costs about what one descent per lot costs.
+ */
+#define WALK_FIRST_SPAN 8
+#define WALK_MAX_SPAN 4096
+#define WALK_GAP_LIMIT 32
+
+/* One link of a frontier lot, as the index scan returned it. */
+static void
+direct_link(Trace *t, DirectScan *d, int from, int depth)
+{
+	TupleTableSlot *s = d->slot;
+	LinkValues	v;
+	Datum		x;
 	bool		isnull;
+	bool		unlinked_null;
+	TimestampTz unlinked_at;
+
+	/*
+	 * As an index-only scan does: on a page all visible, the index tuple
+	 * says all the walk needs; elsewhere the heap decides whether the link
+	 * exists for this snapshot.
+	 */
+	if (VM_ALL_VISIBLE(d->rel, ItemPointerGetBlockNumber(&d->scan->xs_heaptid), &d->vmbuffer))
+	{
+		IndexTuple	itup = d->scan->xs_itup;
+		TupleDesc	itupdesc = d->scan->xs_itupdesc;
+
+		v.linked_at = DatumGetTimestampTz(index_getattr(itup, WALK_LINKED_AT, itupdesc, &isnull));
+		x = index_getattr(itup, WALK_UNLINKED_AT, itupdesc, &unlinked_null);
+		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
+		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
+			: !unlinked_null)
+			return;
+		v.to = DatumGetUUIDP(index_getattr(itup, WALK_FAR_END, itupdesc, &isnull));
+		if (visited_lookup(t->visited, *v.to) != NULL)
+			return;				/* reached before: no need to read the rest */
+		v.kind = index_getattr(itup, WALK_KIND, itupdesc, &isnull);
+		v.number = index_getattr(itup, WALK_NUMBER, itupdesc, &isnull);
+		v.material = DatumGetUUIDP(index_getattr(itup, WALK_MATERIAL, itupdesc, &isnull));
+		v.quantity = index_getattr(itup, WALK_QUANTITY, itupdesc, &v.quantity_null);
+		v.uom = index_getattr(itup, WALK_UOM, itupdesc, &v.uom_null);
+		x = index_getattr(itup, WALK_ORDER, itupdesc, &isnull);
+	}
+	else
+	{
+		if (!index_fetch_heap(d->scan, s))
+			return;				/* not visible to this snapshot */
+		v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
+		x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
+		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
+		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
+			: !unlinked_null)
+			return;
+		v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
+		if (visited_lookup(t->visited, *v.to) != NULL)
+			return;
+		v.kind = slot_getattr(s, t->forward ? cols.child_kind : cols.parent_kind, &isnull);
+		v.number = slot_getattr(s, t->forward ? cols.child_number : cols.parent_number, &isnull);
+		v.material = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_material_id : cols.parent_material_id, &isnull));
+		v.quantity = slot_getattr(s, cols.quantity, &v.quantity_null);
+		v.uom = slot_getattr(s, cols.uom, &v.uom_null);
+		x = slot_getattr(s, cols.order_id, &isnull);
+	}
+	v.order_id = isnull ? NULL : DatumGetUUIDP(x);
+	v.from = from;
+	visit(t, &v, depth);
+}
+
+static void
+direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
+{
+	FrontierKey *keys = palloc(sizeof(FrontierKey) * n);
+	int			pos = 0;
+	int			span = WALK_FIRST_SPAN;
+	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		ScanKeyData key;
-		ItemPointer tid;
+		keys[i].node = frontier[i];
+		uuid_key(&t->nodes[frontier[i]].id, &keys[i].hi, &keys[i].lo);
+	}
+	sort_frontier(keys, n);
 
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, frontier[i]);
-		index_rescan(d->scan, &key, 1, NULL, 0);
-		while ((tid = index_getnext_tid(d->scan, ForwardScanDirection)) != NULL)
+	while (pos < n)
+	{
+		int			last = Min(pos + span, n) - 1;
+		/* copies: visiting moves the nodes array */
+		pg_uuid_t	first_id = t->nodes[keys[pos].node].id;
+		pg_uuid_t	last_id = t->nodes[keys[last].node].id;
+		ScanKeyData sk[2];
+		int			gap = 0;
+		bool		stopped = false;
+
+		ScanKeyInit(&sk[0], 1, BTGreaterEqualStrategyNumber, F_UUID_GE, UUIDPGetDatum(&first_id));
+		ScanKeyInit(&sk[1], 1, BTLessEqualStrategyNumber, F_UUID_LE, UUIDPGetDatum(&last_id));
+		index_rescan(d->scan, sk, 2, NULL, 0);
+		while (index_getnext_tid(d->scan, ForwardScanDirection) != NULL)
 		{
-			TupleTableSlot *s = d->slot;
-			LinkValues	v;
-			Datum		x;
-			bool		unlinked_null;
-			TimestampTz unlinked_at;
-			bool		fetched = false;
+			bool		isnull;
+			uint64		hi;
+			uint64		lo;
 
-			/*
-			 * As an index-only scan does: on a page all visible, the index
-			 * tuple says all the walk needs; elsewhere the heap decides
-			 * whether the link exists for this snapshot.
-			 */
-			if (VM_ALL_VISIBLE(d->rel, ItemPointerGetBlockNumber(tid), &d->vmbuffer))
+			uuid_key(DatumGetUUIDP(index_getattr(d->scan->xs_itup, 1, d->scan->xs_itupdesc, &isnull)), &hi, &lo);
+			/* frontier lots before this key have no (more) links; pos stays <= last */
+			while (keys[pos].hi < hi || (keys[pos].hi == hi && keys[pos].lo < lo))
+				pos++;
+			if (keys[pos].hi != hi || keys[pos].lo != lo)
 			{
-				IndexTuple	itup = d->scan->xs_itup;
-				TupleDesc	itupdesc = d->scan->xs_itupdesc;
-
-				v.linked_at = DatumGetTimestampTz(index_getattr(itup, WALK_LINKED_AT, itupdesc, &isnull));
-				x = index_getattr(itup, WALK_UNLINKED_AT, itupdesc, &unlinked_null);
-				unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
-				v.to = DatumGetUUIDP(index_getattr(itup, WALK_FAR_END, itupdesc, &isnull));
-			}
-			else
-			{
-				if (!index_fetch_heap(d->scan, s))
-					continue;	/* not visible to this snapshot */
-				fetched = true;
-				v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
-				x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
-				unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
-				v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
-			}
-			if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
-				: !unlinked_null)
+				if (++gap > WALK_GAP_LIMIT)
+				{
+					stopped = true;
+					break;
+				}
 				continue;
-			if (hash_search(t->visited, v.to, HASH_FIND, NULL) != NULL)
-				continue;		/* reached before: no need to read the rest */
-			/* all visible: the heap tuple is there (v.to stays valid) */
-			if (!fetched && !index_fetch_heap(d->scan, s))
-				elog(ERROR, "plantsync: a genealogy link on an all-visible page could not be read");
-			v.from = DatumGetUUIDP(frontier[i]);
-			v.kind = slot_getattr(s, t->forward ? cols.child_kind : cols.parent_kind, &isnull);
-			v.number = slot_getattr(s, t->forward ? cols.child_number : cols.parent_number, &isnull);
-			v.material = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_material_id : cols.parent_material_id, &isnull));
-			v.quantity = slot_getattr(s, cols.quantity, &v.quantity_null);
-			v.uom = slot_getattr(s, cols.uom, &v.uom_null);
-			x = slot_getattr(s, cols.order_id, &isnull);
-			v.order_id = isnull ? NULL : DatumGetUUIDP(x);
-			visit(t, &v, depth);
+			}
+			gap = 0;
+			direct_link(t, d, keys[pos].node, depth);
+		}
+		if (stopped)
+			span = WALK_FIRST_SPAN;	/* pos: the next frontier lot, not read yet */
+		else
+		{
+			pos = last + 1;
+			span = Min(span * 2, WALK_MAX_SPAN);
 		}
 	}
+	pfree(keys);
 }
 
 /* ---------- reading links through SPI (row-level security applies) ---------- */
@@ -363,12 +530,16 @@ level_plan(bool forward, bool as_of)
 }
 
 static void
-spi_level(Trace *t, Datum *frontier, int n, int depth)
+spi_level(Trace *t, int *frontier, int n, int depth)
 {
 	Datum		args[2];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
 	uint64		r;
+	int			i;
 
-	args[0] = PointerGetDatum(construct_array(frontier, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	for (i = 0; i < n; i++)
+		ids[i] = UUIDPGetDatum(&t->nodes[frontier[i]].id);
+	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	args[1] = TimestampTzGetDatum(t->as_of_time);
 	if (SPI_execute_plan(level_plan(t->forward, t->as_of), args, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "plantsync: reading the genealogy failed");
@@ -381,7 +552,7 @@ spi_level(Trace *t, Datum *frontier, int n, int depth)
 		bool		isnull;
 		Datum		x;
 
-		v.from = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+		v.from = visited_lookup(t->visited, *DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)))->node;
 		v.to = DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
 		v.kind = SPI_getbinval(tup, desc, 3, &isnull);
 		v.number = SPI_getbinval(tup, desc, 4, &isnull);
@@ -432,8 +603,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	bool		use_spi;
 	DirectScan	direct = {0};
 	MemoryContext old;
-	HASHCTL		ctl;
-	Datum	   *frontier;
+	int		   *frontier;
 	int			n_frontier;
 	int			depth;
 	bool		found;
@@ -476,13 +646,9 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	row_context = AllocSetContextCreate(trace_context, "plantsync trace row", ALLOCSET_SMALL_SIZES);
 	t.context = trace_context;
 	old = MemoryContextSwitchTo(t.context);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(TraceNode);
-	ctl.hcxt = t.context;
-	t.visited = hash_create("plantsync trace", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	t.visited = visited_create(t.context, 1024, NULL);
 	t.nodes_size = 256;
-	t.nodes = palloc(sizeof(TraceNode *) * t.nodes_size);
+	t.nodes = palloc(sizeof(TraceNode) * t.nodes_size);
 
 	if (use_spi)
 	{
@@ -511,9 +677,8 @@ trace(FunctionCallInfo fcinfo, bool forward)
 						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&start)))),
 				 errhint("Pass the id of a lot or serial (plantsync.lot.id, plantsync.serial.id).")));
 
-	(void) hash_search(t.visited, &start, HASH_ENTER, &found);
-	frontier = palloc(sizeof(Datum));
-	frontier[0] = UUIDPGetDatum(&start);
+	frontier = palloc(sizeof(int));
+	frontier[0] = add_node(&t, &start);
 	n_frontier = 1;
 	if (!use_spi)
 	{
@@ -526,7 +691,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		CHECK_FOR_INTERRUPTS();
 		t.next_size = 64;
 		t.n_next = 0;
-		t.next = palloc(sizeof(Datum) * t.next_size);
+		t.next = palloc(sizeof(int) * t.next_size);
 		if (use_spi)
 			spi_level(&t, frontier, n_frontier, depth);
 		else
@@ -544,9 +709,9 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	 * tuplestore copies each row, so one small context reset per row keeps
 	 * a trace of thousands of lots from growing the query's memory.
 	 */
-	for (i = 0; i < t.n_nodes; i++)
+	for (i = 1; i < t.n_nodes; i++)
 	{
-		TraceNode  *node = t.nodes[i];
+		TraceNode  *node = &t.nodes[i];
 		Datum		values[10];
 		bool		nulls[10] = {false};
 		Datum	   *path;
@@ -560,7 +725,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		{
 			path[k] = UUIDPGetDatum(&p->id);
 			if (k > 0)
-				p = hash_search(t.visited, &p->pred, HASH_FIND, NULL);
+				p = &t.nodes[p->pred];
 		}
 		values[0] = node->kind;
 		values[1] = UUIDPGetDatum(&node->id);
