@@ -126,6 +126,13 @@ uuid_hash32(const pg_uuid_t *id)
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/*
+ * Nodes live in blocks small enough to come from the trace context's own
+ * blocks: growing never copies them, and a trace of ten thousand lots does
+ * not ask the system for fresh memory that it would then have to fault in.
+ */
+#define NODE_BLOCK 64
+
 typedef struct Trace
 {
 	bool		forward;
@@ -133,9 +140,10 @@ typedef struct Trace
 	TimestampTz as_of_time;
 	MemoryContext context;
 	visited_hash *visited;
-	TraceNode  *nodes;			/* in visiting order */
+	TraceNode **blocks;			/* the nodes in visiting order, NODE_BLOCK a block */
 	int			n_nodes;
-	int			nodes_size;
+	int			n_blocks;
+	int			blocks_size;
 	int		   *next;			/* the next level's frontier (node indexes) */
 	int			n_next;
 	int			next_size;
@@ -163,6 +171,9 @@ static LinkColumns cols;
 static Oid	cols_relid = InvalidOid;
 
 static MemoryContext trace_context = NULL;
+
+/* how many nodes the last trace reached: the next one's first guess */
+static int	last_trace_nodes = 0;
 static MemoryContext row_context = NULL;
 
 /* one SPI plan per direction, and whether the genealogy is read now or as of */
@@ -219,6 +230,12 @@ check_select(Oid relid)
 		aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid));
 }
 
+static inline TraceNode *
+trace_node(Trace *t, int k)
+{
+	return &t->blocks[k / NODE_BLOCK][k % NODE_BLOCK];
+}
+
 /* Adds a node; returns its index. */
 static int
 add_node(Trace *t, const pg_uuid_t *id)
@@ -228,13 +245,17 @@ add_node(Trace *t, const pg_uuid_t *id)
 	TraceNode  *node;
 
 	Assert(!found);
-	if (t->n_nodes == t->nodes_size)
+	if (t->n_nodes == t->n_blocks * NODE_BLOCK)
 	{
-		t->nodes_size *= 2;
-		t->nodes = repalloc(t->nodes, sizeof(TraceNode) * t->nodes_size);
+		if (t->n_blocks == t->blocks_size)
+		{
+			t->blocks_size *= 2;
+			t->blocks = repalloc(t->blocks, sizeof(TraceNode *) * t->blocks_size);
+		}
+		t->blocks[t->n_blocks++] = palloc(sizeof(TraceNode) * NODE_BLOCK);
 	}
 	e->node = t->n_nodes;
-	node = &t->nodes[t->n_nodes];
+	node = trace_node(t, t->n_nodes);
 	memset(node, 0, sizeof(TraceNode));
 	node->id = *id;
 	return t->n_nodes++;
@@ -250,7 +271,7 @@ visit(Trace *t, LinkValues *v, int depth)
 	if (visited_lookup(t->visited, *v->to) != NULL)
 		return;					/* reached before, at this depth or less */
 	k = add_node(t, v->to);
-	node = &t->nodes[k];
+	node = trace_node(t, k);
 	node->pred = v->from;
 	node->depth = depth;
 	node->kind = datumCopy(v->kind, false, -1);
@@ -404,12 +425,22 @@ direct_link(Trace *t, DirectScan *d, int from, int depth)
 		v.to = DatumGetUUIDP(index_getattr(itup, WALK_FAR_END, itupdesc, &isnull));
 		if (visited_lookup(t->visited, *v.to) != NULL)
 			return;				/* reached before: no need to read the rest */
-		v.kind = index_getattr(itup, WALK_KIND, itupdesc, &isnull);
-		v.number = index_getattr(itup, WALK_NUMBER, itupdesc, &isnull);
-		v.material = DatumGetUUIDP(index_getattr(itup, WALK_MATERIAL, itupdesc, &isnull));
-		v.quantity = index_getattr(itup, WALK_QUANTITY, itupdesc, &v.quantity_null);
-		v.uom = index_getattr(itup, WALK_UOM, itupdesc, &v.uom_null);
-		x = index_getattr(itup, WALK_ORDER, itupdesc, &isnull);
+		{
+			Datum		values[WALK_ORDER];
+			bool		nulls[WALK_ORDER];
+
+			/* one pass over the tuple, not one from its start per column */
+			index_deform_tuple(itup, itupdesc, values, nulls);
+			v.kind = values[WALK_KIND - 1];
+			v.number = values[WALK_NUMBER - 1];
+			v.material = DatumGetUUIDP(values[WALK_MATERIAL - 1]);
+			v.quantity = values[WALK_QUANTITY - 1];
+			v.quantity_null = nulls[WALK_QUANTITY - 1];
+			v.uom = values[WALK_UOM - 1];
+			v.uom_null = nulls[WALK_UOM - 1];
+			x = values[WALK_ORDER - 1];
+			isnull = nulls[WALK_ORDER - 1];
+		}
 	}
 	else
 	{
@@ -447,16 +478,16 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 	for (i = 0; i < n; i++)
 	{
 		keys[i].node = frontier[i];
-		uuid_key(&t->nodes[frontier[i]].id, &keys[i].hi, &keys[i].lo);
+		uuid_key(&trace_node(t, frontier[i])->id, &keys[i].hi, &keys[i].lo);
 	}
 	sort_frontier(keys, n);
 
 	while (pos < n)
 	{
 		int			last = Min(pos + span, n) - 1;
-		/* copies: visiting moves the nodes array */
-		pg_uuid_t	first_id = t->nodes[keys[pos].node].id;
-		pg_uuid_t	last_id = t->nodes[keys[last].node].id;
+		/* the bounds of this range scan */
+		pg_uuid_t	first_id = trace_node(t, keys[pos].node)->id;
+		pg_uuid_t	last_id = trace_node(t, keys[last].node)->id;
 		ScanKeyData sk[2];
 		int			gap = 0;
 		bool		stopped = false;
@@ -538,7 +569,7 @@ spi_level(Trace *t, int *frontier, int n, int depth)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		ids[i] = UUIDPGetDatum(&t->nodes[frontier[i]].id);
+		ids[i] = UUIDPGetDatum(&trace_node(t, frontier[i])->id);
 	args[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	args[1] = TimestampTzGetDatum(t->as_of_time);
 	if (SPI_execute_plan(level_plan(t->forward, t->as_of), args, NULL, true, 0) != SPI_OK_SELECT)
@@ -646,9 +677,9 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	row_context = AllocSetContextCreate(trace_context, "plantsync trace row", ALLOCSET_SMALL_SIZES);
 	t.context = trace_context;
 	old = MemoryContextSwitchTo(t.context);
-	t.visited = visited_create(t.context, 1024, NULL);
-	t.nodes_size = 256;
-	t.nodes = palloc(sizeof(TraceNode) * t.nodes_size);
+	t.visited = visited_create(t.context, Max(128, Min(last_trace_nodes, 65536)), NULL);
+	t.blocks_size = 16;
+	t.blocks = palloc(sizeof(TraceNode *) * t.blocks_size);
 
 	if (use_spi)
 	{
@@ -711,7 +742,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	 */
 	for (i = 1; i < t.n_nodes; i++)
 	{
-		TraceNode  *node = &t.nodes[i];
+		TraceNode  *node = trace_node(&t, i);
 		Datum		values[10];
 		bool		nulls[10] = {false};
 		Datum	   *path;
@@ -725,7 +756,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		{
 			path[k] = UUIDPGetDatum(&p->id);
 			if (k > 0)
-				p = &t.nodes[p->pred];
+				p = trace_node(&t, p->pred);
 		}
 		values[0] = node->kind;
 		values[1] = UUIDPGetDatum(&node->id);
@@ -745,6 +776,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		MemoryContextReset(row_context);
 	}
 
+	last_trace_nodes = t.n_nodes;
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(trace_context);
 	return (Datum) 0;
