@@ -121,6 +121,52 @@ VACUUM plantsync.genealogy_link;
 SELECT 'WD' AS site, traces, nodes > 10000 AS over_ten_thousand_nodes, differences FROM pg_temp.wide_differences('WD')
 UNION ALL
 SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS');
+-- Trace rows are built in memory the session keeps between traces, up to
+-- plantsync.trace_memory_kept; results held at the same time (a join, an
+-- open cursor) stay intact while other traces come and go, and a query an
+-- error stopped gives its rows back.
+CREATE TEMP VIEW trace_memory AS
+SELECT sum(total_bytes) AS bytes FROM pg_backend_memory_contexts WHERE name = 'plantsync trace results';
+CREATE FUNCTION pg_temp.wd(p_number text) RETURNS uuid LANGUAGE sql AS $$ SELECT id FROM plantsync.lot WHERE lot_number = p_number $$;
+CREATE FUNCTION pg_temp.held_trace(p_start uuid, p_other uuid, OUT held bigint, OUT others bigint, OUT same boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    c refcursor;
+    r record;
+    got uuid[] := '{}';
+BEGIN
+    OPEN c FOR SELECT t.node_id FROM plantsync.trace_forward(p_start) t;
+    FETCH c INTO r;
+    got := got || r.node_id;
+    -- while the cursor holds its rows: another trace, and one an error stops
+    SELECT count(*) INTO others FROM plantsync.trace_forward(p_other);
+    BEGIN
+        PERFORM count(*) FROM plantsync.trace_forward(p_other) t WHERE 1 / (t.depth - 1) > 0;
+    EXCEPTION WHEN division_by_zero THEN
+        NULL;
+    END;
+    LOOP
+        FETCH c INTO r;
+        EXIT WHEN NOT FOUND;
+        got := got || r.node_id;
+    END LOOP;
+    CLOSE c;
+    held := cardinality(got);
+    same := (SELECT array_agg(x ORDER BY x) FROM unnest(got) x)
+          = (SELECT array_agg(t.node_id ORDER BY t.node_id) FROM plantsync.trace_forward(p_start) t);
+END
+$$;
+SELECT count(*) > 300 AS big_enough FROM plantsync.trace_forward(pg_temp.wd('WD-L0-7'));
+SELECT bytes > 65536 AS kept FROM trace_memory;
+SELECT (SELECT count(*) FROM plantsync.trace_forward(pg_temp.wd('WD-L0-7'))) * (SELECT count(*) FROM plantsync.trace_backward(pg_temp.wd('WD-L3-70'))) AS product,
+       (SELECT count(*) FROM plantsync.trace_forward(pg_temp.wd('WD-L0-7')) f, plantsync.trace_backward(pg_temp.wd('WD-L3-70')) b) AS joined;
+SELECT held > 300 AS held_rows, others > 300 AS other_rows, same FROM pg_temp.held_trace(pg_temp.wd('WD-L0-7'), pg_temp.wd('WD-L0-8'));
+SET plantsync.trace_memory_kept = 0;
+SELECT held > 300 AS held_rows, others > 300 AS other_rows, same FROM pg_temp.held_trace(pg_temp.wd('WD-L0-7'), pg_temp.wd('WD-L0-8'));
+SELECT bytes <= 16384 AS given_back FROM trace_memory;
+SELECT count(*) FROM plantsync.trace_forward(pg_temp.wd('WD-L0-9')) t WHERE 1 / (t.depth - 1) > 0;
+SELECT bytes <= 16384 AS given_back_after_an_error FROM trace_memory;
+RESET plantsync.trace_memory_kept;
 SET client_min_messages = warning;
 DROP SCHEMA plantsync_test CASCADE;
 RESET client_min_messages;

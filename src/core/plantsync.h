@@ -35,6 +35,7 @@ extern bool plantsync_require_change_reason;
 extern char *plantsync_causation_id;
 extern bool plantsync_emit_wal_messages;
 extern int	plantsync_contract_max_errors;
+extern int	plantsync_trace_memory_kept;	/* kB */
 
 /* Values of plantsync.source_system; the names are the system codes. */
 typedef enum PlantsyncSystem

@@ -172,6 +172,55 @@ static Oid	cols_relid = InvalidOid;
 
 static MemoryContext trace_context = NULL;
 
+/*
+ * The rows a trace returns live in a context of the backend's, not of the
+ * query: a recall of ten thousand lots returns a few megabytes, and taking
+ * them fresh from the system for every query costs more in page faults than
+ * the walk itself. The executor frees each result store when it is done
+ * with it; once no query holds one, the context is reset if it has grown
+ * past plantsync.trace_memory_kept (so a huge trace, or rows an error left
+ * behind, do not stay), and otherwise kept with its memory for the next
+ * trace.
+ */
+static MemoryContext results_context = NULL;
+static int	results_live = 0;
+
+static void
+results_released(void *arg)
+{
+	if (--results_live == 0 && MemoryContextMemAllocated(results_context, false) > (Size) plantsync_trace_memory_kept * 1024)
+		MemoryContextReset(results_context);
+}
+
+/*
+ * Materialized result of the function, in results_context; released when
+ * the query's memory is (normally or by an error).
+ */
+static void
+init_result_store(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext per_query;
+	MemoryContextCallback *cb;
+	MemoryContext old;
+
+	InitMaterializedSRF(fcinfo, 0);
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	if (results_context == NULL)
+		results_context = AllocSetContextCreate(TopMemoryContext, "plantsync trace results", ALLOCSET_DEFAULT_SIZES);
+	cb = MemoryContextAlloc(per_query, sizeof(MemoryContextCallback));
+	cb->func = results_released;
+	cb->arg = NULL;
+	/* nothing between these two can fail */
+	results_live++;
+	MemoryContextRegisterResetCallback(per_query, cb);
+
+	old = MemoryContextSwitchTo(results_context);
+	tuplestore_end(rsinfo->setResult);
+	rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0, false, work_mem);
+	MemoryContextSwitchTo(old);
+}
+
 /* how many nodes the last trace reached: the next one's first guess */
 static int	last_trace_nodes = 0;
 static MemoryContext row_context = NULL;
@@ -659,7 +708,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		check_enable_rls(lot_relid, InvalidOid, false) == RLS_ENABLED ||
 		check_enable_rls(serial_relid, InvalidOid, false) == RLS_ENABLED;
 
-	InitMaterializedSRF(fcinfo, 0);
+	init_result_store(fcinfo);
 
 	memset(&t, 0, sizeof(t));
 	t.forward = forward;
