@@ -434,14 +434,13 @@ frontier_cmp(const FrontierKey *a, const FrontierKey *b)
 #include "lib/sort_template.h"
 
 /*
- * Range scans over a sorted frontier: a scan covers the next span of
- * frontier lots; a span read to its end doubles the next one, and a scan
- * that meets more than WALK_GAP_LIMIT links of lots outside the frontier in
- * a row stops there and descends again at the next frontier lot, so a
- * sparse frontier costs about what one descent per lot costs.
+ * Range scans over a sorted frontier, from the next frontier lot to the
+ * last: a scan that meets more than WALK_GAP_LIMIT links of lots outside the
+ * frontier in a row (about what a descent costs) stops there and descends
+ * again at the next frontier lot, so a sparse frontier costs about one
+ * descent per lot, and a dense one, or a range of lots without links (the
+ * finished lots of a recall), one descent in all.
  */
-#define WALK_FIRST_SPAN 8
-#define WALK_MAX_SPAN 4096
 #define WALK_GAP_LIMIT 32
 
 /* One link of a frontier lot, as the index scan returned it. */
@@ -521,8 +520,8 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 {
 	FrontierKey *keys = palloc(sizeof(FrontierKey) * n);
 	int			pos = 0;
-	int			span = WALK_FIRST_SPAN;
 	int			i;
+	pg_uuid_t	last_id;
 
 	for (i = 0; i < n; i++)
 	{
@@ -530,13 +529,11 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 		uuid_key(&trace_node(t, frontier[i])->id, &keys[i].hi, &keys[i].lo);
 	}
 	sort_frontier(keys, n);
+	last_id = trace_node(t, keys[n - 1].node)->id;
 
 	while (pos < n)
 	{
-		int			last = Min(pos + span, n) - 1;
-		/* the bounds of this range scan */
 		pg_uuid_t	first_id = trace_node(t, keys[pos].node)->id;
-		pg_uuid_t	last_id = trace_node(t, keys[last].node)->id;
 		ScanKeyData sk[2];
 		int			gap = 0;
 		bool		stopped = false;
@@ -551,7 +548,7 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 			uint64		lo;
 
 			uuid_key(DatumGetUUIDP(index_getattr(d->scan->xs_itup, 1, d->scan->xs_itupdesc, &isnull)), &hi, &lo);
-			/* frontier lots before this key have no (more) links; pos stays <= last */
+			/* frontier lots before this key have no (more) links; pos stays < n */
 			while (keys[pos].hi < hi || (keys[pos].hi == hi && keys[pos].lo < lo))
 				pos++;
 			if (keys[pos].hi != hi || keys[pos].lo != lo)
@@ -566,13 +563,9 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 			gap = 0;
 			direct_link(t, d, keys[pos].node, depth);
 		}
-		if (stopped)
-			span = WALK_FIRST_SPAN;	/* pos: the next frontier lot, not read yet */
-		else
-		{
-			pos = last + 1;
-			span = Min(span * 2, WALK_MAX_SPAN);
-		}
+		/* stopped: pos is the next frontier lot, none of its links read yet */
+		if (!stopped)
+			break;
 	}
 	pfree(keys);
 }
