@@ -162,7 +162,7 @@ COMMENT ON FUNCTION plantsync.start_poll_state() IS 'Trigger function: a new pol
 CREATE TRIGGER plantsync_start_poll_state AFTER INSERT ON plantsync.poll
     FOR EACH ROW EXECUTE FUNCTION plantsync.start_poll_state();
 
-CREATE FUNCTION plantsync.claim_polls(p_claimant integer DEFAULT NULL)
+CREATE FUNCTION plantsync.claim_polls(p_claimant integer DEFAULT NULL, p_waiting_endpoints text[] DEFAULT '{}')
 RETURNS TABLE (poll_id text, endpoint_id text, path_template text, cursor text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -175,12 +175,14 @@ BEGIN
        SET next_poll_at = now() + make_interval(secs => (e.timeout_ms + e.connect_timeout_ms) / 1000.0 + 30), updated_at = now()
       FROM plantsync.poll p JOIN plantsync.endpoint e ON e.endpoint_id = p.endpoint_id
      WHERE p.poll_id = s.poll_id AND p.enabled AND e.enabled AND s.next_poll_at <= now()
+       -- an endpoint whose token is being fetched is polled once it is there
+       AND NOT p.endpoint_id = ANY (p_waiting_endpoints)
        AND s.poll_id IN (SELECT d.poll_id FROM plantsync.poll_state d WHERE d.next_poll_at <= now() FOR UPDATE SKIP LOCKED)
     RETURNING s.poll_id, p.endpoint_id, p.path_template, s.cursor;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION plantsync.claim_polls(integer) FROM PUBLIC;
-COMMENT ON FUNCTION plantsync.claim_polls(integer) IS 'Used by the delivery workers: the polls that are due, each taken by one worker.';
+REVOKE EXECUTE ON FUNCTION plantsync.claim_polls(integer, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION plantsync.claim_polls(integer, text[]) IS 'Used by the delivery workers: the polls that are due, each taken by one worker, except those of the endpoints given (their token is being fetched).';
 
 CREATE FUNCTION plantsync.settle_poll(p_poll_id text, p_cursor text, p_status_code integer, p_error text, p_body text)
 RETURNS text

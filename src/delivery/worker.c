@@ -91,6 +91,8 @@ typedef struct Endpoint
 	char	   *access_token;	/* cached; NULL when none */
 	TimestampTz token_expires;
 	TimestampTz token_retry_at; /* after a failed token request */
+	bool		fetching;		/* its OAuth2 or CSRF token fetch is in flight */
+	uint32		credentials_generation; /* changes when its credentials do */
 	bool		sap_csrf;
 	char	   *basic_auth;		/* "Basic ...", for the CSRF fetch */
 	char	   *csrf_token;		/* cached; NULL when none */
@@ -108,11 +110,28 @@ typedef struct Endpoint
 	bool		enabled;
 } Endpoint;
 
-/* One HTTP request: one delivery, one batch of deliveries, or one poll. */
+/* What an endpoint's credentials need fetched before its requests. */
+typedef enum FetchKind
+{
+	FETCH_NONE = 0,
+	FETCH_OAUTH2_TOKEN,
+	FETCH_CSRF_TOKEN
+} FetchKind;
+
+struct CsrfFetch;
+
+/*
+ * One HTTP request: one delivery, one batch of deliveries, one poll, or
+ * the fetch of an endpoint's OAuth2 or CSRF token.
+ */
 typedef struct Request
 {
 	dlist_node	node;			/* in active_requests */
 	Endpoint   *ep;
+	FetchKind	fetch;
+	char	   *userpwd;		/* a token fetch's client credentials, wiped when done */
+	struct CsrfFetch *csrf;		/* a CSRF fetch's token and cookies */
+	uint32		credentials_generation; /* of the endpoint when the fetch started */
 	char	   *poll_id;		/* a poll (GET) rather than deliveries */
 	char	   *poll_cursor;	/* the cursor the poll asked with */
 	int			n;
@@ -479,7 +498,11 @@ load_endpoints(void)
 					(ep->client_id == NULL) != (cid == NULL) || (cid && strcmp(ep->client_id, cid) != 0) ||
 					(ep->client_secret == NULL) != (csecret == NULL) ||
 					(csecret && strcmp(ep->client_secret, csecret) != 0))
+				{
 					ep->access_token = NULL;
+					/* a token being fetched with the old ones is not kept */
+					ep->credentials_generation++;
+				}
 				ep->oauth2 = true;
 				ep->token_url = url;
 				ep->token_scope = scope;
@@ -874,6 +897,55 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
 }
 
+/* ---------- token fetches ---------- */
+
+/*
+ * An endpoint's OAuth2 or CSRF token is fetched in the background, on the
+ * worker's multi handle like any request: a slow or silent token server
+ * holds back only its own endpoint's requests, never the other endpoints'
+ * or the worker's answer to a signal. The endpoint gets no claims until the
+ * token is there (or, after a failure, until a few seconds have passed).
+ */
+static Request *
+start_fetch(Endpoint *ep, FetchKind kind, const char *url)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_context);
+	Request    *req = palloc0(sizeof(Request));
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		elog(ERROR, "plantsync: curl_easy_init failed");
+	req->ep = ep;
+	req->fetch = kind;
+	req->credentials_generation = ep->credentials_generation;
+	req->easy = easy;
+	req->body = pstrdup("");
+	initStringInfo(&req->response);
+	req->started = GetCurrentTimestamp();
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	MemoryContextSwitchTo(old);
+	return req;
+}
+
+static void
+launch_fetch(Request *req)
+{
+	if (curl_multi_add_handle(multi, req->easy) != CURLM_OK)
+		elog(ERROR, "plantsync: curl_multi_add_handle failed");
+	dlist_push_tail(&active_requests, &req->node);
+	req->ep->fetching = true;
+	req->ep->in_flight++;
+	in_flight++;
+	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
+}
+
+static void release_transfer(Request *req);
+
+/* set when a token arrives: the endpoint's claims need not wait for the next cycle */
+static bool token_arrived = false;
+
 /* ---------- OAuth2 client credentials ---------- */
 
 static size_t
@@ -889,28 +961,25 @@ token_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 }
 
 /*
- * Fetches a token (RFC 6749 section 4.4, client authenticated with HTTP
- * Basic) when there is none or it is about to expire. Returns false when no
- * token could be had; the endpoint then waits a few seconds. Nothing of the
- * credentials or the token goes into a log line.
+ * Whether the endpoint has a token to send; if not, and none is being
+ * fetched, starts fetching one (RFC 6749 section 4.4, client authenticated
+ * with HTTP Basic) when there is none or it is about to expire. Nothing of
+ * the credentials or the token goes into a log line.
  */
 static bool
 ensure_token(Endpoint *ep)
 {
-	CURL	   *easy;
+	Request    *req;
 	StringInfoData body;
-	StringInfoData response;
-	CURLcode	rc;
-	long		status = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	char	   *user = NULL;
 
 	if (ep->access_token && now < ep->token_expires)
 		return true;
-	if (now < ep->token_retry_at)
+	if (ep->fetching || now < ep->token_retry_at)
 		return false;
 	ep->access_token = NULL;
 
+	req = start_fetch(ep, FETCH_OAUTH2_TOKEN, ep->token_url);
 	initStringInfo(&body);
 	appendStringInfoString(&body, "grant_type=client_credentials");
 	if (ep->token_scope)
@@ -920,37 +989,36 @@ ensure_token(Endpoint *ep)
 		appendStringInfo(&body, "&scope=%s", enc);
 		curl_free(enc);
 	}
-	initStringInfo(&response);
-	easy = curl_easy_init();
-	if (easy == NULL)
-		return false;
+	req->body = MemoryContextStrdup(worker_context, body.data);
 	if (ep->client_id)
 	{
 		char	   *id = curl_easy_escape(NULL, ep->client_id, 0);
 		char	   *secret = curl_easy_escape(NULL, ep->client_secret ? ep->client_secret : "", 0);
 
-		user = psprintf("%s:%s", id, secret);
+		req->userpwd = MemoryContextStrdup(worker_context, psprintf("%s:%s", id, secret));
 		curl_free(id);
 		curl_free(secret);
-		curl_easy_setopt(easy, CURLOPT_USERPWD, user);
-		curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		curl_easy_setopt(req->easy, CURLOPT_USERPWD, req->userpwd);
+		curl_easy_setopt(req->easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
 	}
-	curl_easy_setopt(easy, CURLOPT_URL, ep->token_url);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data);
+	curl_easy_setopt(req->easy, CURLOPT_POSTFIELDS, req->body);
 	/* the token server is a host of its own: the endpoint's networks are not its */
-	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L), NULL);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, token_write_cb);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
-	rc = curl_easy_perform(easy);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(easy);
-	if (user)
-	{
-		memset(user, 0, strlen(user));
-		pfree(user);
-	}
+	set_safe_options(req->easy, ep, Min(ep->timeout_ms, 10000L), NULL);
+	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, token_write_cb);
+	curl_easy_setopt(req->easy, CURLOPT_WRITEDATA, &req->response);
+	launch_fetch(req);
+	return false;
+}
 
+/* A token response: the token and when to renew it, or why there is none. */
+static void
+finish_token(Request *req, CURLcode rc, long status)
+{
+	Endpoint   *ep = req->ep;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (req->credentials_generation != ep->credentials_generation)
+		return;					/* asked with credentials since replaced: fetch again */
 	if (rc == CURLE_OK && status >= 200 && status < 300)
 	{
 		Jsonb	   *jb = NULL;
@@ -958,7 +1026,7 @@ ensure_token(Endpoint *ep)
 
 		PG_TRY();
 		{
-			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(response.data)));
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(req->response.data)));
 		}
 		PG_CATCH();
 		{
@@ -977,7 +1045,8 @@ ensure_token(Endpoint *ep)
 				expires_s = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(e.val.numeric)));
 			/* renew a little before it runs out */
 			ep->token_expires = TimestampTzPlusMilliseconds(now, Max(expires_s - 30, 1) * 1000);
-			return true;
+			token_arrived = true;
+			return;
 		}
 	}
 	ereport(WARNING,
@@ -985,7 +1054,6 @@ ensure_token(Endpoint *ep)
 					rc != CURLE_OK ? curl_easy_strerror(rc) : psprintf("HTTP %ld", status)),
 			 errhint("Check token_url and the client_id and client_secret secrets of the endpoint.")));
 	ep->token_retry_at = TimestampTzPlusMilliseconds(now, 5000);
-	return false;
 }
 
 /* ---------- SAP CSRF tokens ---------- */
@@ -994,6 +1062,7 @@ typedef struct CsrfFetch
 {
 	StringInfoData token;
 	StringInfoData cookies;
+	struct curl_slist *headers;
 } CsrfFetch;
 
 static size_t
@@ -1001,6 +1070,7 @@ csrf_header_cb(char *data, size_t size, size_t nitems, void *userdata)
 {
 	CsrfFetch  *f = userdata;
 	size_t		len = size * nitems;
+	MemoryContext old = MemoryContextSwitchTo(worker_context);
 	char	   *line = pnstrdup(data, len);
 	char	   *v;
 
@@ -1019,6 +1089,7 @@ csrf_header_cb(char *data, size_t size, size_t nitems, void *userdata)
 		appendStringInfo(&f->cookies, "%s%s", f->cookies.len ? "; " : "", v);
 	}
 	pfree(line);
+	MemoryContextSwitchTo(old);
 	return len;
 }
 
@@ -1032,69 +1103,87 @@ discard_cb(char *data, size_t size, size_t nmemb, void *userdata)
  * SAP OData writes need an X-CSRF-Token fetched with a GET (header
  * "X-CSRF-Token: Fetch") and sent back with the session cookies of that GET.
  * Kept per endpoint in worker memory until the server asks for a new one.
+ * Whether the endpoint has one; if not, starts fetching it.
  */
 static bool
 ensure_csrf(Endpoint *ep)
 {
-	CURL	   *easy;
-	struct curl_slist *h = NULL;
-	CsrfFetch	f;
-	CURLcode	rc;
-	long		status = 0;
-	TimestampTz now = GetCurrentTimestamp();
-	Request		guard;
+	Request    *req;
+	CsrfFetch  *f;
+	MemoryContext old;
 
 	if (ep->csrf_token)
 		return true;
-	memset(&guard, 0, sizeof(guard));
-	if (now < ep->token_retry_at)
+	if (ep->fetching || GetCurrentTimestamp() < ep->token_retry_at)
 		return false;
-	initStringInfo(&f.token);
-	initStringInfo(&f.cookies);
-	easy = curl_easy_init();
-	if (easy == NULL)
-		return false;
-	h = curl_slist_append(h, "X-CSRF-Token: Fetch");
+	req = start_fetch(ep, FETCH_CSRF_TOKEN, ep->base_url);
+	old = MemoryContextSwitchTo(worker_context);
+	f = palloc0(sizeof(CsrfFetch));
+	initStringInfo(&f->token);
+	initStringInfo(&f->cookies);
+	f->headers = curl_slist_append(NULL, "X-CSRF-Token: Fetch");
 	if (ep->basic_auth)
 	{
 		char	   *line = psprintf("Authorization: %s", ep->basic_auth);
 
-		h = curl_slist_append(h, line);
+		f->headers = curl_slist_append(f->headers, line);
+		memset(line, 0, strlen(line));
 		pfree(line);
 	}
-	curl_easy_setopt(easy, CURLOPT_URL, ep->base_url);
-	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+	MemoryContextSwitchTo(old);
+	req->csrf = f;
+	curl_easy_setopt(req->easy, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, f->headers);
 	/* the endpoint's own host, with its credentials: its networks hold */
-	guard.ep = ep;
-	set_safe_options(easy, ep, Min(ep->timeout_ms, 10000L), &guard);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, csrf_header_cb);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &f);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_cb);
+	set_safe_options(req->easy, ep, Min(ep->timeout_ms, 10000L), req);
+	curl_easy_setopt(req->easy, CURLOPT_HEADERFUNCTION, csrf_header_cb);
+	curl_easy_setopt(req->easy, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(req->easy, CURLOPT_WRITEFUNCTION, discard_cb);
 	if (ep->client_cert_file)
 	{
-		curl_easy_setopt(easy, CURLOPT_SSLCERT, ep->client_cert_file);
-		curl_easy_setopt(easy, CURLOPT_SSLKEY, ep->client_key_file);
+		curl_easy_setopt(req->easy, CURLOPT_SSLCERT, ep->client_cert_file);
+		curl_easy_setopt(req->easy, CURLOPT_SSLKEY, ep->client_key_file);
 	}
-	rc = curl_easy_perform(easy);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(easy);
-	curl_slist_free_all(h);
-	if (rc == CURLE_OK && status >= 200 && status < 300 && f.token.len > 0 &&
-		header_value_ok(f.token.data) && header_value_ok(f.cookies.data))
+	launch_fetch(req);
+	return false;
+}
+
+static void
+finish_csrf(Request *req, CURLcode rc, long status)
+{
+	Endpoint   *ep = req->ep;
+	CsrfFetch  *f = req->csrf;
+
+	if (rc == CURLE_OK && status >= 200 && status < 300 && f->token.len > 0 &&
+		header_value_ok(f->token.data) && header_value_ok(f->cookies.data))
 	{
-		ep->csrf_token = MemoryContextStrdup(worker_context, f.token.data);
-		ep->csrf_cookies = MemoryContextStrdup(worker_context, f.cookies.data);
-		return true;
+		ep->csrf_token = MemoryContextStrdup(worker_context, f->token.data);
+		ep->csrf_cookies = MemoryContextStrdup(worker_context, f->cookies.data);
+		token_arrived = true;
+		return;
 	}
 	ereport(WARNING,
 			(errmsg("plantsync: could not fetch an X-CSRF-Token for endpoint \"%s\" (%s)", ep->id,
-					guard.blocked ? "the host resolved to an address outside allowed_networks" :
+					req->blocked ? "the host resolved to an address outside allowed_networks" :
 					rc != CURLE_OK ? curl_easy_strerror(rc) :
-					f.token.len == 0 ? psprintf("HTTP %ld without a token", status) : psprintf("HTTP %ld", status))));
-	ep->token_retry_at = TimestampTzPlusMilliseconds(now, 5000);
-	return false;
+					f->token.len == 0 ? psprintf("HTTP %ld without a token", status) : psprintf("HTTP %ld", status))));
+	ep->token_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+}
+
+/* A token fetch is done: its outcome, then its transfer and request freed. */
+static void
+finish_fetch(Request *req, CURLcode rc)
+{
+	long		status = 0;
+
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	req->ep->fetching = false;
+	if (req->fetch == FETCH_OAUTH2_TOKEN)
+		finish_token(req, rc, status);
+	else
+		finish_csrf(req, rc, status);
+	release_transfer(req);
 }
 
 /* ---------- transactions ---------- */
@@ -1324,13 +1413,30 @@ claim_and_start(void)
 static void
 start_polls(void)
 {
-	Datum		args[1] = {Int32GetDatum(MyProcPid)};
-	Oid			types[1] = {INT4OID};
+	Datum		args[2];
+	Oid			types[2] = {INT4OID, TEXTARRAYOID};
+	Datum	   *waiting = palloc(sizeof(Datum) * Max(list_length(endpoints), 1));
+	int			n_waiting = 0;
+	ListCell   *lc;
 	uint64		i;
 	int			rc;
 
-	rc = SPI_execute_with_args("SELECT poll_id, endpoint_id, path_template, cursor FROM plantsync.claim_polls($1)",
-							   1, types, args, NULL, false, 0);
+	/* polls of an endpoint whose token is on its way wait for it */
+	foreach(lc, endpoints)
+	{
+		Endpoint   *ep = lfirst(lc);
+
+		if (ep->enabled && ep->oauth2)
+			(void) ensure_token(ep);
+		if (ep->enabled && ep->sap_csrf)
+			(void) ensure_csrf(ep);
+		if (ep->fetching)
+			waiting[n_waiting++] = CStringGetTextDatum(ep->id);
+	}
+	args[0] = Int32GetDatum(MyProcPid);
+	args[1] = PointerGetDatum(construct_array(waiting, n_waiting, TEXTOID, -1, false, TYPALIGN_INT));
+	rc = SPI_execute_with_args("SELECT poll_id, endpoint_id, path_template, cursor FROM plantsync.claim_polls($1, $2)",
+							   2, types, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "plantsync: claiming polls failed: %s", SPI_result_code_string(rc));
 	for (i = 0; i < SPI_processed; i++)
@@ -1455,8 +1561,20 @@ release_transfer(Request *req)
 	pg_atomic_write_u32(&my_slot->in_flight, in_flight);
 }
 
+static void finish_delivery(Request *req, CURLcode result);
+
+/* A transfer is done: a token fetch's, a poll's or deliveries'. */
 static void
 finish_request(Request *req, CURLcode result)
+{
+	if (req->fetch != FETCH_NONE)
+		finish_fetch(req, result);
+	else
+		finish_delivery(req, result);
+}
+
+static void
+finish_delivery(Request *req, CURLcode result)
 {
 	long		status = 0;
 	Endpoint   *ep = req->ep;
@@ -1632,7 +1750,22 @@ free_request(Request *req)
 	if (req->response.data)
 		pfree(req->response.data);
 	pfree(req->body);
-	if (req->poll_id)
+	if (req->fetch != FETCH_NONE)
+	{
+		if (req->userpwd)
+		{
+			memset(req->userpwd, 0, strlen(req->userpwd));
+			pfree(req->userpwd);
+		}
+		if (req->csrf)
+		{
+			curl_slist_free_all(req->csrf->headers);
+			pfree(req->csrf->token.data);
+			pfree(req->csrf->cookies.data);
+			pfree(req->csrf);
+		}
+	}
+	else if (req->poll_id)
 	{
 		pfree(req->poll_id);
 		if (req->poll_cursor)
@@ -1947,6 +2080,11 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 		if (MyLatch->is_set)
 		{
 			ResetLatch(MyLatch);
+			claim_now = true;
+		}
+		if (token_arrived)
+		{
+			token_arrived = false;
 			claim_now = true;
 		}
 		/*

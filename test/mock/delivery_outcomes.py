@@ -288,6 +288,22 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
           wait_for("flaky drained", lambda: settled("flaky"), 20) and
           psql("SELECT circuit FROM plantsync.endpoint_state WHERE endpoint_id = 'flaky'") == "closed")
 
+    # A token server that never answers holds back only its own endpoint.
+    mock("/_script", {"rules": [{"path": "/hung-token", "responses": [{"action": "hang"}]}]})
+    psql(f"SET plantsync.source_system = 'hub'; "
+         f"INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, auth_type, token_url) "
+         f"VALUES ('hung', 'qms', 'http://127.0.0.1:{PORT}/hung', true, 'oauth2_client_credentials', 'http://127.0.0.1:{PORT}/hung-token')")
+    check("the token of an endpoint is fetched in the background",
+          wait_for("token fetch", lambda: any(r["path"] == "/hung-token" for r in mock("/_requests")), 10))
+    start = time.time()
+    psql("SET plantsync.source_system = 'erp'; INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date) "
+         "SELECT 'P1', 'O-FAST', id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material")
+    arrived = wait_for("O-FAST", lambda: any(r["path"] == "/erp/O-FAST" for r in mock("/_requests")), 15)
+    took = time.time() - start
+    check("while it hangs, other endpoints' deliveries go out at once (not after its 10 s token timeout)",
+          arrived and took < 3, f"{took:.1f} s")
+    psql("SET plantsync.source_system = 'hub'; UPDATE plantsync.endpoint SET enabled = false WHERE endpoint_id = 'hung'")
+
     # Secrets never appear in records.
     leaked = psql(f"""SELECT (SELECT count(*) FROM plantsync.delivery_attempt WHERE concat(error, response_excerpt) LIKE '%{API_SECRET}%')
                            + (SELECT count(*) FROM plantsync.delivery WHERE concat(last_error, body::text) LIKE '%{API_SECRET}%')
