@@ -30,8 +30,8 @@ CREATE TABLE plantsync.genealogy_link (
 );
 -- The traces walk these: the far end, the link's lifetime and what a trace
 -- shows of the far end and the link are included, so that on pages VACUUM
--- has marked all visible a trace never reads the table (it costs the two
--- indexes about half their size again).
+-- has marked all visible a trace never reads the table (it makes the two
+-- indexes about 1.7 times as large).
 CREATE INDEX genealogy_link_parent_idx ON plantsync.genealogy_link (parent_id)
     INCLUDE (child_id, linked_at, unlinked_at, child_kind, child_number, child_material_id, quantity, uom, order_id);
 CREATE INDEX genealogy_link_child_idx ON plantsync.genealogy_link (child_id)
