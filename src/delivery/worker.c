@@ -989,13 +989,17 @@ ensure_token(Endpoint *ep)
 		appendStringInfo(&body, "&scope=%s", enc);
 		curl_free(enc);
 	}
+	pfree(req->body);
 	req->body = MemoryContextStrdup(worker_context, body.data);
 	if (ep->client_id)
 	{
 		char	   *id = curl_easy_escape(NULL, ep->client_id, 0);
 		char	   *secret = curl_easy_escape(NULL, ep->client_secret ? ep->client_secret : "", 0);
+		size_t		len = strlen(id) + 1 + strlen(secret);
 
-		req->userpwd = MemoryContextStrdup(worker_context, psprintf("%s:%s", id, secret));
+		req->userpwd = MemoryContextAlloc(worker_context, len + 1);
+		snprintf(req->userpwd, len + 1, "%s:%s", id, secret);
+		memset(secret, 0, strlen(secret));
 		curl_free(id);
 		curl_free(secret);
 		curl_easy_setopt(req->easy, CURLOPT_USERPWD, req->userpwd);
