@@ -27,7 +27,7 @@ char	   *plantsync_correlation_id = NULL;
 bool		plantsync_require_change_reason = false;
 char	   *plantsync_causation_id = NULL;
 bool		plantsync_emit_wal_messages = false;
-int			plantsync_trace_memory_kept = 4096;
+int			plantsync_trace_memory_kept = 8192;
 
 /* Correlation and causation ids are UUIDs or empty. */
 static bool
@@ -160,7 +160,7 @@ _PG_init(void)
 							"Sets how much memory a session keeps for genealogy trace results between traces.",
 							"Rows of traces are built in memory the session keeps, so that a large recall does not fault fresh memory in on every call; past this size it is given back once no query holds a trace result.",
 							&plantsync_trace_memory_kept,
-							4096, 0, MAX_KILOBYTES,
+							8192, 0, MAX_KILOBYTES,
 							PGC_USERSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
