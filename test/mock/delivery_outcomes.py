@@ -304,6 +304,27 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
           arrived and took < 3, f"{took:.1f} s")
     psql("SET plantsync.source_system = 'hub'; UPDATE plantsync.endpoint SET enabled = false WHERE endpoint_id = 'hung'")
 
+    # A token asked for with credentials replaced meanwhile is not used.
+    mock("/_script", {"rules": [
+        {"path": "/slow-token", "responses": [{"delay_ms": 2000, "body": {"access_token": "tok-old", "expires_in": 3600}},
+                                              {"body": {"access_token": "tok-new", "expires_in": 3600}}]}]})
+    psql(f"SET plantsync.source_system = 'hub'; "
+         f"INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, auth_type, token_url) "
+         f"VALUES ('rotating', 'qms', 'http://127.0.0.1:{PORT}/rot', true, 'oauth2_client_credentials', 'http://127.0.0.1:{PORT}/slow-token'); "
+         f"INSERT INTO plantsync.endpoint_secret VALUES ('rotating', 'client_id', 'c1'), ('rotating', 'client_secret', 's1'); "
+         f"INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('rot-lots', 'lot.planned', 'rotating')")
+    wait_for("first token request", lambda: any(r["path"] == "/slow-token" for r in mock("/_requests")), 10)
+    psql("SET plantsync.source_system = 'hub'; UPDATE plantsync.endpoint_secret SET value = 's2' "
+         "WHERE endpoint_id = 'rotating' AND name = 'client_secret'")
+    psql("SET plantsync.source_system = 'mes'; INSERT INTO plantsync.lot (site_id, material_id, lot_number, disposition) "
+         "SELECT 'P1', id, 'L-ROT', 'planned' FROM plantsync.material")
+    wait_for("rotating settled", lambda: settled("rotating"), 15)
+    token_auths = [r["headers"].get("authorization") for r in mock("/_requests") if r["path"] == "/slow-token"]
+    rot_auths = [r["headers"].get("authorization") for r in mock("/_requests") if r["path"] == "/rot"]
+    check("a token fetched with replaced credentials is dropped and one is fetched with the new ones",
+          token_auths == ["Basic " + base64.b64encode(b"c1:s1").decode(), "Basic " + base64.b64encode(b"c1:s2").decode()]
+          and rot_auths == ["Bearer tok-new"], f"{token_auths}; {rot_auths}")
+
     # Secrets never appear in records.
     leaked = psql(f"""SELECT (SELECT count(*) FROM plantsync.delivery_attempt WHERE concat(error, response_excerpt) LIKE '%{API_SECRET}%')
                            + (SELECT count(*) FROM plantsync.delivery WHERE concat(last_error, body::text) LIKE '%{API_SECRET}%')
