@@ -11,13 +11,12 @@
  *
  * The links are read straight from the table through its parent or child
  * index, after the same privilege check a query would make. Those indexes
- * include the far end and the link's lifetime, so on pages VACUUM has
- * marked all visible a link to a lot reached before costs no heap visit;
- * the heap is read only for the lots the walk reaches first. A level's
- * frontier is read in key order: lots made around the same time have ids
- * close together (UUIDv7), so where the frontier is dense in the index one
- * range scan reads the links of many lots (and finds at once that a range
- * of finished lots has no children) instead of one descent per lot. When row-level
+ * include everything a trace shows of a link, so on pages VACUUM has marked
+ * all visible the walk never reads the heap. A level's frontier is read in
+ * key order: lots made around the same time have ids close together
+ * (UUIDv7), so where the frontier is dense in the index one range scan
+ * reads the links of many lots (and finds at once that a range of finished
+ * lots has no children) instead of one descent per lot. When row-level
  * security applies to the caller, the walk reads each level through SPI
  * instead, so that the policies filter the links exactly as for any query.
  */
@@ -99,7 +98,7 @@ typedef struct LinkValues
 typedef struct VisitEntry
 {
 	pg_uuid_t	id;
-	int			node;			/* index in Trace.nodes */
+	int			node;			/* its TraceNode's index */
 	char		status;
 } VisitEntry;
 
@@ -128,8 +127,8 @@ uuid_hash32(const pg_uuid_t *id)
 
 /*
  * Nodes live in blocks small enough to come from the trace context's own
- * blocks: growing never copies them, and a trace of ten thousand lots does
- * not ask the system for fresh memory that it would then have to fault in.
+ * memory blocks: growing never copies them, and no one large array has to
+ * be asked of the system (and faulted in) for every trace.
  */
 #define NODE_BLOCK 64
 
