@@ -86,13 +86,15 @@ SELECT count(*) AS traces, sum(x.nodes) > 1000 AS over_a_thousand_nodes, sum(x.d
  WHERE l.site_id = 'RV';
 SELECT count(*) > 0 AS has_reversed_links FROM plantsync.genealogy_link WHERE site_id = 'RV' AND unlinked_at IS NOT NULL;
 -- Wide levels whose lots feed lots of a campaign window of 8 neighbours
--- (frontiers dense in the index) or of 400 (sparse), a fifth of the inputs
--- from anywhere below: the walk reads each level's frontier in key order
+-- (frontiers dense in the index) or of 400 (sparse), or of 8 with random
+-- ids (scattered over the index), a fifth of the inputs from anywhere
+-- below: the walk reads each level's frontier in key order
 -- with range scans, and gives the reference's sets, reading links from the
 -- heap and, once VACUUM has run, from the index alone.
 SET session_replication_role = replica;
 SELECT plantsync_test.generate_link_graph(0.31, 'WD', '{40,300,1500,3000}', 4, 8) > 0 AS generated;
 SELECT plantsync_test.generate_link_graph(0.32, 'WS', '{40,300,1500,3000}', 4, 400) > 0 AS generated;
+SELECT plantsync_test.generate_link_graph(0.33, 'WR', '{40,300,1500,3000}', 4, 8, true) > 0 AS generated;
 RESET session_replication_role;
 CREATE FUNCTION pg_temp.wide_differences(p_site text, OUT traces bigint, OUT nodes bigint, OUT differences bigint)
 LANGUAGE sql AS $$
@@ -116,11 +118,15 @@ LANGUAGE sql AS $$
 $$;
 SELECT 'WD' AS site, traces, nodes > 10000 AS over_ten_thousand_nodes, differences FROM pg_temp.wide_differences('WD')
 UNION ALL
-SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS');
+SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS')
+UNION ALL
+SELECT 'WR', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WR');
 VACUUM plantsync.genealogy_link;
 SELECT 'WD' AS site, traces, nodes > 10000 AS over_ten_thousand_nodes, differences FROM pg_temp.wide_differences('WD')
 UNION ALL
-SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS');
+SELECT 'WS', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WS')
+UNION ALL
+SELECT 'WR', traces, nodes > 10000, differences FROM pg_temp.wide_differences('WR');
 -- Trace rows are built in memory the session keeps between traces, up to
 -- plantsync.trace_memory_kept; results held at the same time (a join, an
 -- open cursor) stay intact while other traces come and go, and a query an

@@ -433,14 +433,19 @@ frontier_cmp(const FrontierKey *a, const FrontierKey *b)
 #include "lib/sort_template.h"
 
 /*
- * Range scans over a sorted frontier, from the next frontier lot to the
- * last: a scan that meets more than WALK_GAP_LIMIT links of lots outside the
- * frontier in a row (about what a descent costs) stops there and descends
- * again at the next frontier lot, so a sparse frontier costs about one
- * descent per lot, and a dense one, or a range of lots without links (the
- * finished lots of a recall), one descent in all.
+ * Range scans over a sorted frontier. A scan covers the next span of
+ * frontier lots; a scan that meets more than WALK_GAP_LIMIT links of lots
+ * outside the frontier in a row (about what a descent costs) stops there,
+ * and the next ones read one lot each (an equality scan reads nothing
+ * beyond its lot) until WALK_CALM scans in a row went without such a stop;
+ * each scan that does doubles the next span. So a frontier spread thinly
+ * over the index (ids that are not time-ordered, or lots far apart) costs
+ * about one descent per lot, and a dense one, or a range of lots without
+ * links (the finished lots of a recall), a handful of descents in all.
  */
 #define WALK_GAP_LIMIT 32
+#define WALK_CALM 4
+#define WALK_MAX_SPAN 65536
 
 /* One link of a frontier lot, as the index scan returned it. */
 static void
@@ -519,8 +524,9 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 {
 	FrontierKey *keys = palloc(sizeof(FrontierKey) * n);
 	int			pos = 0;
+	int			span = 1;
+	int			calm = WALK_CALM;
 	int			i;
-	pg_uuid_t	last_id;
 
 	for (i = 0; i < n; i++)
 	{
@@ -528,11 +534,13 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 		uuid_key(&trace_node(t, frontier[i])->id, &keys[i].hi, &keys[i].lo);
 	}
 	sort_frontier(keys, n);
-	last_id = trace_node(t, keys[n - 1].node)->id;
 
 	while (pos < n)
 	{
+		int			last = Min(pos + span, n) - 1;
+		/* the bounds of this scan */
 		pg_uuid_t	first_id = trace_node(t, keys[pos].node)->id;
+		pg_uuid_t	last_id = trace_node(t, keys[last].node)->id;
 		ScanKeyData sk[2];
 		int			gap = 0;
 		bool		stopped = false;
@@ -547,7 +555,7 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 			uint64		lo;
 
 			uuid_key(DatumGetUUIDP(index_getattr(d->scan->xs_itup, 1, d->scan->xs_itupdesc, &isnull)), &hi, &lo);
-			/* frontier lots before this key have no (more) links; pos stays < n */
+			/* frontier lots before this key have no (more) links; pos stays <= last */
 			while (keys[pos].hi < hi || (keys[pos].hi == hi && keys[pos].lo < lo))
 				pos++;
 			if (keys[pos].hi != hi || keys[pos].lo != lo)
@@ -562,9 +570,18 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 			gap = 0;
 			direct_link(t, d, keys[pos].node, depth);
 		}
-		/* stopped: pos is the next frontier lot, none of its links read yet */
-		if (!stopped)
-			break;
+		if (stopped)
+		{
+			/* pos is the next frontier lot, none of its links read yet */
+			span = 1;
+			calm = 0;
+		}
+		else
+		{
+			pos = last + 1;
+			if (++calm >= WALK_CALM)
+				span = Min(span * 2, WALK_MAX_SPAN);
+		}
 	}
 	pfree(keys);
 }

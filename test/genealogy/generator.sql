@@ -224,7 +224,7 @@ $$;
 -- position, the rest from anywhere in any level below. Run with
 -- session_replication_role = replica to skip the plant's triggers.
 CREATE FUNCTION plantsync_test.generate_link_graph(p_seed float8, p_site text, p_level_sizes integer[], p_fanin integer,
-                                                   p_window integer DEFAULT 16)
+                                                   p_window integer DEFAULT 16, p_random_ids boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -238,7 +238,9 @@ BEGIN
     SELECT p_site, 'M' || k, 'Level ' || k, CASE WHEN k = 0 THEN 'raw' WHEN k = levels THEN 'finished' ELSE 'semi_finished' END, 'KG'
       FROM generate_series(0, levels) k;
     CREATE TEMP TABLE gen_lot ON COMMIT DROP AS
-    SELECT plantsync.uuid_v7() AS id, k AS level, i, p_site || '-L' || k || '-' || i AS lot_number,
+    -- ids made now are time-ordered (UUIDv7); random ones (p_random_ids)
+    -- stand for lots whose ids came from elsewhere
+    SELECT CASE WHEN p_random_ids THEN gen_random_uuid() ELSE plantsync.uuid_v7() END AS id, k AS level, i, p_site || '-L' || k || '-' || i AS lot_number,
            (SELECT id FROM plantsync.material WHERE site_id = p_site AND material_number = 'M' || k) AS material_id
       FROM generate_series(0, levels) k, generate_series(1, p_level_sizes[k + 1]) i;
     CREATE INDEX ON gen_lot (level, i);
