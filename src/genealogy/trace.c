@@ -284,7 +284,7 @@ trace_node(Trace *t, int k)
 	return &t->blocks[k / NODE_BLOCK][k % NODE_BLOCK];
 }
 
-/* Adds a node; returns its index. */
+/* Adds a node; returns its index, or -1 when it was reached before. */
 static int
 add_node(Trace *t, const pg_uuid_t *id)
 {
@@ -292,7 +292,8 @@ add_node(Trace *t, const pg_uuid_t *id)
 	VisitEntry *e = visited_insert(t->visited, *id, &found);
 	TraceNode  *node;
 
-	Assert(!found);
+	if (found)
+		return -1;
 	if (t->n_nodes == t->n_blocks * NODE_BLOCK)
 	{
 		if (t->n_blocks == t->blocks_size)
@@ -316,9 +317,9 @@ visit(Trace *t, LinkValues *v, int depth)
 	TraceNode  *node;
 	int			k;
 
-	if (visited_lookup(t->visited, *v->to) != NULL)
-		return;					/* reached before, at this depth or less */
 	k = add_node(t, v->to);
+	if (k < 0)
+		return;					/* reached before, at this depth or less */
 	node = trace_node(t, k);
 	node->pred = v->from;
 	node->depth = depth;
