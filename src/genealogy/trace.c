@@ -23,12 +23,14 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -38,16 +40,20 @@
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "storage/bufmgr.h"
+#include "storage/predicate.h"
+#include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -192,19 +198,115 @@ results_released(void *arg)
 }
 
 /*
+ * What every trace looks up, kept for the backend's life: the relations it
+ * reads, and each trace function's result row type. Looking them up again
+ * for every trace cost about as much as a short backward trace itself. Any
+ * relcache invalidation (a relation dropped or renamed, the extension made
+ * again) or change to a function forgets them.
+ */
+typedef struct TraceCatalog
+{
+	bool		valid;
+	Oid			link;
+	Oid			lot;
+	Oid			serial;
+	Oid			walk_index[2];	/* [forward]: child_idx, parent_idx */
+} TraceCatalog;
+
+static TraceCatalog catalog;
+
+typedef struct ResultType
+{
+	Oid			fn;
+	TupleDesc	desc;			/* in TopMemoryContext */
+} ResultType;
+
+static ResultType result_types[2];	/* [forward] */
+static bool callbacks_registered = false;
+
+static Oid plantsync_relid(const char *name);
+
+static void
+forget_relations(Datum arg, Oid relid)
+{
+	catalog.valid = false;
+}
+
+static void
+forget_result_types(Datum arg, int cacheid, uint32 hashvalue)
+{
+	int			i;
+
+	for (i = 0; i < 2; i++)
+	{
+		if (result_types[i].desc != NULL)
+			FreeTupleDesc(result_types[i].desc);
+		result_types[i].desc = NULL;
+		result_types[i].fn = InvalidOid;
+	}
+}
+
+static void
+load_catalog(void)
+{
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_relations, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, forget_result_types, (Datum) 0);
+		callbacks_registered = true;
+	}
+	/* an invalidation that arrives while looking up means: again */
+	while (!catalog.valid)
+	{
+		catalog.valid = true;
+		catalog.link = plantsync_relid("genealogy_link");
+		catalog.lot = plantsync_relid("lot");
+		catalog.serial = plantsync_relid("serial");
+		catalog.walk_index[0] = plantsync_relid("genealogy_link_child_idx");
+		catalog.walk_index[1] = plantsync_relid("genealogy_link_parent_idx");
+	}
+}
+
+/*
  * Materialized result of the function, in results_context; released when
  * the query's memory is (normally or by an error).
  */
 static void
-init_result_store(FunctionCallInfo fcinfo)
+init_result_store(FunctionCallInfo fcinfo, bool forward)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ResultType *rt = &result_types[forward];
 	MemoryContext per_query;
 	MemoryContextCallback *cb;
 	MemoryContext old;
 
-	InitMaterializedSRF(fcinfo, 0);
+	/* what InitMaterializedSRF checks */
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if ((rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+	if (rt->fn != fcinfo->flinfo->fn_oid || rt->desc == NULL)
+	{
+		TupleDesc	desc;
+
+		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "plantsync: return type must be a row type");
+		forget_result_types((Datum) 0, PROCOID, 0);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		rt->desc = CreateTupleDescCopy(desc);
+		MemoryContextSwitchTo(old);
+		rt->fn = fcinfo->flinfo->fn_oid;
+	}
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	old = MemoryContextSwitchTo(per_query);
+	/* the executor frees it once it has checked it */
+	rsinfo->setDesc = CreateTupleDescCopy(rt->desc);
+	MemoryContextSwitchTo(old);
+	rsinfo->returnMode = SFRM_Materialize;
 	if (results_context == NULL)
 		results_context = AllocSetContextCreate(TopMemoryContext, "plantsync trace results", ALLOCSET_DEFAULT_SIZES);
 	cb = MemoryContextAlloc(per_query, sizeof(MemoryContextCallback));
@@ -215,14 +317,12 @@ init_result_store(FunctionCallInfo fcinfo)
 	MemoryContextRegisterResetCallback(per_query, cb);
 
 	old = MemoryContextSwitchTo(results_context);
-	tuplestore_end(rsinfo->setResult);
 	rsinfo->setResult = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0, false, work_mem);
 	MemoryContextSwitchTo(old);
 }
 
 /* how many nodes the last trace reached: the next one's first guess */
 static int	last_trace_nodes = 0;
-static MemoryContext row_context = NULL;
 
 /* one SPI plan per direction, and whether the genealogy is read now or as of */
 static SPIPlanPtr plans[2][2];
@@ -310,9 +410,12 @@ add_node(Trace *t, const pg_uuid_t *id)
 	return t->n_nodes++;
 }
 
-/* Records the far end of a link unless it was reached before. */
+/*
+ * Records the far end of a link unless it was reached before; copy says
+ * whether the values must be copied (they point into memory that is reused).
+ */
 static void
-visit(Trace *t, LinkValues *v, int depth)
+visit(Trace *t, LinkValues *v, int depth, bool copy)
 {
 	TraceNode  *node;
 	int			k;
@@ -323,13 +426,13 @@ visit(Trace *t, LinkValues *v, int depth)
 	node = trace_node(t, k);
 	node->pred = v->from;
 	node->depth = depth;
-	node->kind = datumCopy(v->kind, false, -1);
-	node->number = datumCopy(v->number, false, -1);
+	node->kind = copy ? datumCopy(v->kind, false, -1) : v->kind;
+	node->number = copy ? datumCopy(v->number, false, -1) : v->number;
 	node->material = *v->material;
 	node->quantity_null = v->quantity_null;
-	node->quantity = v->quantity_null ? (Datum) 0 : datumCopy(v->quantity, false, -1);
+	node->quantity = v->quantity_null ? (Datum) 0 : copy ? datumCopy(v->quantity, false, -1) : v->quantity;
 	node->uom_null = v->uom_null;
-	node->uom = v->uom_null ? (Datum) 0 : datumCopy(v->uom, false, -1);
+	node->uom = v->uom_null ? (Datum) 0 : copy ? datumCopy(v->uom, false, -1) : v->uom;
 	node->order_null = v->order_id == NULL;
 	if (v->order_id)
 		node->order_id = *v->order_id;
@@ -342,16 +445,49 @@ visit(Trace *t, LinkValues *v, int depth)
 	t->next[t->n_next++] = k;
 }
 
-/* ---------- reading links straight from the table ---------- */
+/* ---------- reading links straight from the walk index ---------- */
 
-typedef struct DirectScan
+/*
+ * The walk reads the leaf pages of the walk index itself rather than through
+ * an index scan. A level's frontier is sorted by id, and each frontier lot is
+ * looked for on the leaf page the previous one was found on, by a binary
+ * search of its keys: lots made around the same time (UUIDv7 ids) have their
+ * links on the same few pages, so most lots cost a binary search, or a step
+ * to the right sibling, instead of a descent from the root (four pages for
+ * millions of links); an index scan also checks every tuple it passes
+ * against its scan keys through the operator's function, where here the
+ * search compares sixteen bytes. A lot far to the right is found by a
+ * descent, as any index scan would.
+ *
+ * Concurrency follows nbtree's own scans (src/backend/access/nbtree/README):
+ * a page is read under a share lock; a lot's links that go on past the page's
+ * high key are followed through the right-link read under that lock, so a
+ * page split meanwhile moves nothing past the reader; deleted and half-dead
+ * pages are stepped over. Between reads the reader keeps only a pin on its
+ * page, as an index-only scan does, so VACUUM cannot remove the page's
+ * tuples (and recycle the heap TIDs they point to) while the walk still uses
+ * them. Frontier ids only grow within a level, so no tuple is read twice.
+ */
+typedef struct WalkReader
 {
 	Relation	rel;
 	Relation	index;
-	IndexScanDesc scan;
+	TupleDesc	itupdesc;
+	BTScanInsert skey;			/* to descend to a lot's first leaf page */
+	Buffer		buf;			/* the leaf page read last (pinned), or
+								 * InvalidBuffer */
+	IndexFetchTableData *fetch; /* for links on pages not all visible */
 	TupleTableSlot *slot;
-	Buffer		vmbuffer;		/* visibility map page last looked at */
-} DirectScan;
+	Buffer		vmbuffer;		/* visibility map page looked at last */
+	/* the links found on one page, copied out under its lock */
+	IndexTuple *found;
+	int		   *found_node;
+	int			n_found;
+	int			found_size;
+	char	   *arena;
+	Size		arena_used;
+	Size		arena_size;
+} WalkReader;
 
 /*
  * Columns of the walk indexes (genealogy_link_parent_idx and _child_idx):
@@ -369,42 +505,61 @@ typedef struct DirectScan
 #define WALK_UOM		9
 #define WALK_ORDER		10
 
-static void
-direct_begin(DirectScan *d, Oid relid, bool forward)
-{
-	d->rel = table_open(relid, AccessShareLock);
-	d->index = index_open(plantsync_relid(forward ? "genealogy_link_parent_idx" : "genealogy_link_child_idx"),
-						  AccessShareLock);
-	if (RelationGetDescr(d->index)->natts != WALK_ORDER)
-		elog(ERROR, "plantsync: the genealogy walk index does not include the columns a trace shows");
-	d->scan = index_beginscan(d->rel, d->index, GetActiveSnapshot(), 2, 0);
-	d->scan->xs_want_itup = true;
-	d->slot = table_slot_create(d->rel, NULL);
-	d->vmbuffer = InvalidBuffer;
-}
-
-static void
-direct_end(DirectScan *d)
-{
-	if (BufferIsValid(d->vmbuffer))
-		ReleaseBuffer(d->vmbuffer);
-	index_endscan(d->scan);
-	ExecDropSingleTupleTableSlot(d->slot);
-	index_close(d->index, AccessShareLock);
-	table_close(d->rel, AccessShareLock);
-}
-
 /*
- * A level's frontier in key order. The index compares uuids as bytes, so
- * the first and last eight bytes, read big-endian, order them the same way.
+ * A lot this much further right of a page's high key than the page is wide
+ * (in id space) is looked for by a descent rather than by stepping right:
+ * about the number of leaf pages a descent's cost pays for.
  */
-typedef struct FrontierKey
-{
-	uint64		hi;
-	uint64		lo;
-	int			node;
-} FrontierKey;
+#define WALK_STEP_PAGES 3
 
+static void
+walk_begin(WalkReader *w, Oid relid, bool forward)
+{
+	w->rel = table_open(relid, AccessShareLock);
+	w->index = index_open(catalog.walk_index[forward], AccessShareLock);
+	if (w->index->rd_rel->relam != BTREE_AM_OID ||
+		IndexRelationGetNumberOfKeyAttributes(w->index) != 1 ||
+		RelationGetDescr(w->index)->natts != WALK_ORDER ||
+		TupleDescAttr(RelationGetDescr(w->index), 0)->atttypid != UUIDOID)
+		elog(ERROR, "plantsync: the genealogy walk index is not the btree on the near end that includes the columns a trace shows");
+	w->itupdesc = RelationGetDescr(w->index);
+	w->skey = _bt_mkscankey(w->index, NULL);
+	w->buf = InvalidBuffer;
+	w->fetch = table_index_fetch_begin(w->rel);
+	w->slot = table_slot_create(w->rel, NULL);
+	w->vmbuffer = InvalidBuffer;
+	w->found_size = 64;
+	w->found = palloc(sizeof(IndexTuple) * w->found_size);
+	w->found_node = palloc(sizeof(int) * w->found_size);
+	w->arena_size = 8 * BLCKSZ;
+	w->arena = palloc(w->arena_size);
+	w->arena_used = 0;
+	/* what an index scan would lock for a serializable transaction */
+	PredicateLockRelation(w->index, GetActiveSnapshot());
+	PredicateLockRelation(w->rel, GetActiveSnapshot());
+}
+
+static void
+walk_end(WalkReader *w)
+{
+	if (BufferIsValid(w->buf))
+		ReleaseBuffer(w->buf);
+	if (BufferIsValid(w->vmbuffer))
+		ReleaseBuffer(w->vmbuffer);
+	table_index_fetch_end(w->fetch);
+	ExecDropSingleTupleTableSlot(w->slot);
+	index_close(w->index, AccessShareLock);
+	table_close(w->rel, AccessShareLock);
+}
+
+/* the key (near end) of a leaf or pivot tuple: never null, never truncated */
+static inline const uint8 *
+tuple_key(IndexTuple itup)
+{
+	return (const uint8 *) itup + IndexInfoFindDataOffset(itup->t_info);
+}
+
+/* a uuid as two integers that order as the index orders it (bytewise) */
 static inline void
 uuid_key(const pg_uuid_t *id, uint64 *hi, uint64 *lo)
 {
@@ -415,6 +570,222 @@ uuid_key(const pg_uuid_t *id, uint64 *hi, uint64 *lo)
 	memcpy(&x, id->data + 8, 8);
 	*lo = pg_ntoh64(x);
 }
+
+/* how far key a lies beyond key b (a >= b) in id space, roughly */
+static double
+key_distance(const uint8 *a, const uint8 *b)
+{
+	uint64		ahi,
+				alo,
+				bhi,
+				blo;
+
+	uuid_key((const pg_uuid_t *) a, &ahi, &alo);
+	uuid_key((const pg_uuid_t *) b, &bhi, &blo);
+	return (double) (ahi - bhi) * 18446744073709551616.0 + ((double) alo - (double) blo);
+}
+
+/*
+ * A leaf page's first data item >= key at or after offset lo. The search
+ * gallops from lo before it bisects: the next frontier lot is most often
+ * the next few items (a campaign's lots), and those lines of the page are
+ * the ones just read, while a bisection's first probes would fetch lines
+ * from all over the page.
+ */
+static inline int
+item_cmp(Page page, OffsetNumber off, const uint8 *key)
+{
+	return memcmp(tuple_key((IndexTuple) PageGetItem(page, PageGetItemId(page, off))), key, UUID_LEN);
+}
+
+static OffsetNumber
+leaf_search(Page page, OffsetNumber lo, OffsetNumber maxoff, const uint8 *key)
+{
+	OffsetNumber hi;
+	int			step = 1;
+
+	/* items before lo are < key; find hi with item hi >= key (or past the end) */
+	for (;;)
+	{
+		if (lo > maxoff || item_cmp(page, lo, key) >= 0)
+			return lo;
+		hi = lo + step;
+		if (hi > maxoff || item_cmp(page, hi, key) >= 0)
+			break;
+		lo = hi + 1;
+		step *= 2;
+	}
+	if (hi > maxoff)
+		hi = maxoff + 1;
+	/* item lo < key, item hi >= key (or hi is past the end) */
+	lo++;
+	while (lo < hi)
+	{
+		OffsetNumber mid = lo + (hi - lo) / 2;
+
+		if (item_cmp(page, mid, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Descends to the leaf page where the links of key begin; returns it locked. */
+static void
+walk_descend(WalkReader *w, const pg_uuid_t *key)
+{
+	BTStack		stack;
+
+	if (BufferIsValid(w->buf))
+		ReleaseBuffer(w->buf);
+	w->skey->keysz = 1;
+	w->skey->nextkey = false;
+	w->skey->pivotsearch = false;
+	w->skey->scantid = NULL;
+	w->skey->anynullkeys = false;
+	w->skey->scankeys[0].sk_flags &= ~SK_ISNULL;
+	w->skey->scankeys[0].sk_argument = UUIDPGetDatum(key);
+	stack = _bt_search(w->index, w->skey, &w->buf, BT_READ, GetActiveSnapshot());
+	_bt_freestack(stack);
+	/* counted as an index scan's descents are, for pg_stat_user_indexes */
+	pgstat_count_index_scan(w->index);
+}
+
+/*
+ * Steps to the right sibling whose number was read under the page's lock;
+ * returns with it locked.
+ */
+static void
+walk_step_right(WalkReader *w, BlockNumber next)
+{
+	for (;;)
+	{
+		Page		page;
+
+		ReleaseBuffer(w->buf);
+		w->buf = _bt_getbuf(w->index, next, BT_READ);
+		page = BufferGetPage(w->buf);
+		TestForOldSnapshot(GetActiveSnapshot(), w->index, page);
+		if (!P_IGNORE(BTPageGetOpaque(page)))
+			return;
+		/* deleted or half dead: its right-link leads on */
+		next = BTPageGetOpaque(page)->btpo_next;
+		_bt_unlockbuf(w->index, w->buf);
+		if (next == P_NONE)
+			elog(ERROR, "plantsync: fell off the end of index \"%s\"", RelationGetRelationName(w->index));
+	}
+}
+
+static void
+keep_found(WalkReader *w, IndexTuple itup, int node)
+{
+	Size		size = IndexTupleSize(itup);
+
+	if (w->n_found == w->found_size)
+	{
+		w->found_size *= 2;
+		w->found = repalloc(w->found, sizeof(IndexTuple) * w->found_size);
+		w->found_node = repalloc(w->found_node, sizeof(int) * w->found_size);
+	}
+	if (w->arena_used + MAXALIGN(size) > w->arena_size)
+	{
+		/* the nodes point into the tuples kept so far: a new arena */
+		w->arena_size = Max(w->arena_size, MAXALIGN(size));
+		w->arena = palloc(w->arena_size);
+		w->arena_used = 0;
+	}
+	w->found[w->n_found] = (IndexTuple) (w->arena + w->arena_used);
+	memcpy(w->found[w->n_found], itup, size);
+	w->found_node[w->n_found++] = node;
+	w->arena_used += MAXALIGN(size);
+}
+
+/* One link of a frontier lot, as the leaf page had it. */
+static void
+walk_link(Trace *t, WalkReader *w, IndexTuple itup, int from, int depth)
+{
+	TupleTableSlot *s = w->slot;
+	LinkValues	v;
+	Datum		x;
+	bool		isnull;
+	bool		unlinked_null;
+	TimestampTz unlinked_at;
+	bool		from_index;
+
+	/*
+	 * Most links lead to a lot reached before. The far end follows the key
+	 * (both uuids, never null), and a HOT chain's versions all have the one
+	 * the index tuple has, so no need to look further at those.
+	 */
+	if (visited_lookup(t->visited, *(const pg_uuid_t *) (tuple_key(itup) + UUID_LEN)) != NULL)
+		return;
+
+	/*
+	 * As an index-only scan does: on a page all visible, the index tuple
+	 * says all the walk needs; elsewhere the heap decides whether the link
+	 * exists for this snapshot.
+	 */
+	from_index = VM_ALL_VISIBLE(w->rel, ItemPointerGetBlockNumber(&itup->t_tid), &w->vmbuffer);
+	if (from_index)
+	{
+		/* the values point into the tuple's copy, kept for the trace */
+		Datum		values[WALK_ORDER];
+		bool		nulls[WALK_ORDER];
+
+		/* one pass over the tuple, not one from its start per column */
+		index_deform_tuple(itup, w->itupdesc, values, nulls);
+		v.linked_at = DatumGetTimestampTz(values[WALK_LINKED_AT - 1]);
+		unlinked_null = nulls[WALK_UNLINKED_AT - 1];
+		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(values[WALK_UNLINKED_AT - 1]);
+		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
+			: !unlinked_null)
+			return;
+		v.to = DatumGetUUIDP(values[WALK_FAR_END - 1]);
+		v.kind = values[WALK_KIND - 1];
+		v.number = values[WALK_NUMBER - 1];
+		v.material = DatumGetUUIDP(values[WALK_MATERIAL - 1]);
+		v.quantity = values[WALK_QUANTITY - 1];
+		v.quantity_null = nulls[WALK_QUANTITY - 1];
+		v.uom = values[WALK_UOM - 1];
+		v.uom_null = nulls[WALK_UOM - 1];
+		x = values[WALK_ORDER - 1];
+		isnull = nulls[WALK_ORDER - 1];
+	}
+	else
+	{
+		bool		call_again = false;
+		bool		all_dead = false;
+
+		/* an MVCC snapshot sees at most one version of a HOT chain */
+		if (!table_index_fetch_tuple(w->fetch, &itup->t_tid, GetActiveSnapshot(), s, &call_again, &all_dead))
+			return;				/* not visible to this snapshot */
+		v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
+		x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
+		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
+		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
+			: !unlinked_null)
+			return;
+		v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
+		v.kind = slot_getattr(s, t->forward ? cols.child_kind : cols.parent_kind, &isnull);
+		v.number = slot_getattr(s, t->forward ? cols.child_number : cols.parent_number, &isnull);
+		v.material = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_material_id : cols.parent_material_id, &isnull));
+		v.quantity = slot_getattr(s, cols.quantity, &v.quantity_null);
+		v.uom = slot_getattr(s, cols.uom, &v.uom_null);
+		x = slot_getattr(s, cols.order_id, &isnull);
+	}
+	v.order_id = isnull ? NULL : DatumGetUUIDP(x);
+	v.from = from;
+	visit(t, &v, depth, !from_index);
+}
+
+/* a level's frontier in key order */
+typedef struct FrontierKey
+{
+	uint64		hi;
+	uint64		lo;
+	int			node;
+} FrontierKey;
 
 static inline int
 frontier_cmp(const FrontierKey *a, const FrontierKey *b)
@@ -433,100 +804,12 @@ frontier_cmp(const FrontierKey *a, const FrontierKey *b)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-/*
- * Range scans over a sorted frontier. A scan covers the next span of
- * frontier lots; a scan that meets more than WALK_GAP_LIMIT links of lots
- * outside the frontier in a row (about what a descent costs) stops there,
- * and the next ones read one lot each (an equality scan reads nothing
- * beyond its lot) until WALK_CALM scans in a row went without such a stop;
- * each scan that does doubles the next span. So a frontier spread thinly
- * over the index (ids that are not time-ordered, or lots far apart) costs
- * about one descent per lot, and a dense one, or a range of lots without
- * links (the finished lots of a recall), a handful of descents in all.
- */
-#define WALK_GAP_LIMIT 32
-#define WALK_CALM 4
-#define WALK_MAX_SPAN 65536
-
-/* One link of a frontier lot, as the index scan returned it. */
 static void
-direct_link(Trace *t, DirectScan *d, int from, int depth)
-{
-	TupleTableSlot *s = d->slot;
-	LinkValues	v;
-	Datum		x;
-	bool		isnull;
-	bool		unlinked_null;
-	TimestampTz unlinked_at;
-
-	/*
-	 * As an index-only scan does: on a page all visible, the index tuple
-	 * says all the walk needs; elsewhere the heap decides whether the link
-	 * exists for this snapshot.
-	 */
-	if (VM_ALL_VISIBLE(d->rel, ItemPointerGetBlockNumber(&d->scan->xs_heaptid), &d->vmbuffer))
-	{
-		IndexTuple	itup = d->scan->xs_itup;
-		TupleDesc	itupdesc = d->scan->xs_itupdesc;
-
-		v.linked_at = DatumGetTimestampTz(index_getattr(itup, WALK_LINKED_AT, itupdesc, &isnull));
-		x = index_getattr(itup, WALK_UNLINKED_AT, itupdesc, &unlinked_null);
-		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
-		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
-			: !unlinked_null)
-			return;
-		v.to = DatumGetUUIDP(index_getattr(itup, WALK_FAR_END, itupdesc, &isnull));
-		if (visited_lookup(t->visited, *v.to) != NULL)
-			return;				/* reached before: no need to read the rest */
-		{
-			Datum		values[WALK_ORDER];
-			bool		nulls[WALK_ORDER];
-
-			/* one pass over the tuple, not one from its start per column */
-			index_deform_tuple(itup, itupdesc, values, nulls);
-			v.kind = values[WALK_KIND - 1];
-			v.number = values[WALK_NUMBER - 1];
-			v.material = DatumGetUUIDP(values[WALK_MATERIAL - 1]);
-			v.quantity = values[WALK_QUANTITY - 1];
-			v.quantity_null = nulls[WALK_QUANTITY - 1];
-			v.uom = values[WALK_UOM - 1];
-			v.uom_null = nulls[WALK_UOM - 1];
-			x = values[WALK_ORDER - 1];
-			isnull = nulls[WALK_ORDER - 1];
-		}
-	}
-	else
-	{
-		if (!index_fetch_heap(d->scan, s))
-			return;				/* not visible to this snapshot */
-		v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
-		x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
-		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
-		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
-			: !unlinked_null)
-			return;
-		v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
-		if (visited_lookup(t->visited, *v.to) != NULL)
-			return;
-		v.kind = slot_getattr(s, t->forward ? cols.child_kind : cols.parent_kind, &isnull);
-		v.number = slot_getattr(s, t->forward ? cols.child_number : cols.parent_number, &isnull);
-		v.material = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_material_id : cols.parent_material_id, &isnull));
-		v.quantity = slot_getattr(s, cols.quantity, &v.quantity_null);
-		v.uom = slot_getattr(s, cols.uom, &v.uom_null);
-		x = slot_getattr(s, cols.order_id, &isnull);
-	}
-	v.order_id = isnull ? NULL : DatumGetUUIDP(x);
-	v.from = from;
-	visit(t, &v, depth);
-}
-
-static void
-direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
+walk_level(Trace *t, WalkReader *w, int *frontier, int n, int depth)
 {
 	FrontierKey *keys = palloc(sizeof(FrontierKey) * n);
 	int			pos = 0;
-	int			span = 1;
-	int			calm = WALK_CALM;
+	bool		locked = false; /* w->buf is locked (after a step right) */
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -536,53 +819,122 @@ direct_level(Trace *t, DirectScan *d, int *frontier, int n, int depth)
 	}
 	sort_frontier(keys, n);
 
+	/* the last level's lots may lie anywhere: start from the root */
+	if (BufferIsValid(w->buf))
+	{
+		ReleaseBuffer(w->buf);
+		w->buf = InvalidBuffer;
+	}
+
 	while (pos < n)
 	{
-		int			last = Min(pos + span, n) - 1;
-		/* the bounds of this scan */
-		pg_uuid_t	first_id = trace_node(t, keys[pos].node)->id;
-		pg_uuid_t	last_id = trace_node(t, keys[last].node)->id;
-		ScanKeyData sk[2];
-		int			gap = 0;
-		bool		stopped = false;
+		const uint8 *key = trace_node(t, keys[pos].node)->id.data;
+		Page		page;
+		BTPageOpaque opaque;
+		OffsetNumber off;
+		OffsetNumber maxoff;
+		const uint8 *high = NULL;
+		BlockNumber next;
+		bool		go_right = false;
 
-		ScanKeyInit(&sk[0], 1, BTGreaterEqualStrategyNumber, F_UUID_GE, UUIDPGetDatum(&first_id));
-		ScanKeyInit(&sk[1], 1, BTLessEqualStrategyNumber, F_UUID_LE, UUIDPGetDatum(&last_id));
-		index_rescan(d->scan, sk, 2, NULL, 0);
-		while (index_getnext_tid(d->scan, ForwardScanDirection) != NULL)
+		CHECK_FOR_INTERRUPTS();
+		if (!BufferIsValid(w->buf))
 		{
-			bool		isnull;
-			uint64		hi;
-			uint64		lo;
+			walk_descend(w, (const pg_uuid_t *) key);
+			if (!BufferIsValid(w->buf))
+				break;			/* the index is empty */
+		}
+		else if (!locked)
+			_bt_lockbuf(w->index, w->buf, BT_READ);
+		locked = false;
+		page = BufferGetPage(w->buf);
+		TestForOldSnapshot(GetActiveSnapshot(), w->index, page);
+		opaque = BTPageGetOpaque(page);
+		if (P_IGNORE(opaque))
+		{
+			/* deleted since it was read last: find the lot from the root */
+			_bt_unlockbuf(w->index, w->buf);
+			ReleaseBuffer(w->buf);
+			w->buf = InvalidBuffer;
+			continue;
+		}
+		next = opaque->btpo_next;
+		maxoff = PageGetMaxOffsetNumber(page);
+		off = P_FIRSTDATAKEY(opaque);
+		if (!P_RIGHTMOST(opaque))
+			high = tuple_key((IndexTuple) PageGetItem(page, PageGetItemId(page, P_HIKEY)));
 
-			uuid_key(DatumGetUUIDP(index_getattr(d->scan->xs_itup, 1, d->scan->xs_itupdesc, &isnull)), &hi, &lo);
-			/* frontier lots before this key have no (more) links; pos stays <= last */
-			while (keys[pos].hi < hi || (keys[pos].hi == hi && keys[pos].lo < lo))
-				pos++;
-			if (keys[pos].hi != hi || keys[pos].lo != lo)
+		if (high != NULL && memcmp(key, high, UUID_LEN) > 0)
+		{
+			/*
+			 * The lot's links are further right: step if it is near, in
+			 * units of this page's width in id space, else descend.
+			 */
+			double		width = off <= maxoff
+				? key_distance(high, tuple_key((IndexTuple) PageGetItem(page, PageGetItemId(page, off))))
+				: 0;
+			double		ahead = key_distance(key, high);
+
+			_bt_unlockbuf(w->index, w->buf);
+			if (width > 0 && ahead <= width * WALK_STEP_PAGES)
 			{
-				if (++gap > WALK_GAP_LIMIT)
-				{
-					stopped = true;
-					break;
-				}
-				continue;
+				walk_step_right(w, next);
+				locked = true;
 			}
-			gap = 0;
-			direct_link(t, d, keys[pos].node, depth);
+			else
+			{
+				ReleaseBuffer(w->buf);
+				w->buf = InvalidBuffer;
+			}
+			continue;
 		}
-		if (stopped)
+
+		/* every frontier lot whose links begin on this page */
+		w->n_found = 0;
+		while (pos < n)
 		{
-			/* pos is the next frontier lot, none of its links read yet */
-			span = 1;
-			calm = 0;
+			key = trace_node(t, keys[pos].node)->id.data;
+			if (high != NULL && memcmp(key, high, UUID_LEN) > 0)
+				break;
+			off = leaf_search(page, off, maxoff, key);
+			for (; off <= maxoff; off++)
+			{
+				ItemId		iid = PageGetItemId(page, off);
+				IndexTuple	itup = (IndexTuple) PageGetItem(page, iid);
+
+				if (memcmp(tuple_key(itup), key, UUID_LEN) != 0)
+					break;
+				if (BTreeTupleIsPosting(itup) || BTreeTupleIsPivot(itup))
+					elog(ERROR, "plantsync: unexpected tuple in index \"%s\"", RelationGetRelationName(w->index));
+				/*
+				 * Killed: dead to every transaction. Most links lead to a
+				 * lot reached before: only the others are kept.
+				 */
+				if (!ItemIdIsDead(iid) &&
+					visited_lookup(t->visited, *(const pg_uuid_t *) (tuple_key(itup) + UUID_LEN)) == NULL)
+					keep_found(w, itup, keys[pos].node);
+			}
+			if (off > maxoff && high != NULL && memcmp(key, high, UUID_LEN) == 0)
+			{
+				/* this lot's links may go on on the right sibling */
+				go_right = true;
+				break;
+			}
+			pos++;
 		}
-		else
+		_bt_unlockbuf(w->index, w->buf);
+
+		pgstat_count_index_tuples(w->index, w->n_found);
+		for (i = 0; i < w->n_found; i++)
+			walk_link(t, w, w->found[i], w->found_node[i], depth);
+
+		if (go_right)
 		{
-			pos = last + 1;
-			if (++calm >= WALK_CALM)
-				span = Min(span * 2, WALK_MAX_SPAN);
+			walk_step_right(w, next);
+			locked = true;
 		}
+		else if (high == NULL)
+			break;				/* the rightmost page: no links beyond it */
 	}
 	pfree(keys);
 }
@@ -652,7 +1004,7 @@ spi_level(Trace *t, int *frontier, int n, int depth)
 		x = SPI_getbinval(tup, desc, 8, &isnull);
 		v.order_id = isnull ? NULL : DatumGetUUIDP(x);
 		v.linked_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-		visit(t, &v, depth);
+		visit(t, &v, depth, true);
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -687,17 +1039,18 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	pg_uuid_t	start;
 	int			max_depth;
 	Trace		t;
-	Oid			link_relid = plantsync_relid("genealogy_link");
-	Oid			lot_relid = plantsync_relid("lot");
-	Oid			serial_relid = plantsync_relid("serial");
+	Oid			link_relid;
+	Oid			lot_relid;
+	Oid			serial_relid;
 	bool		use_spi;
-	DirectScan	direct = {0};
+	WalkReader	walker = {0};
 	MemoryContext old;
 	int		   *frontier;
 	int			n_frontier;
 	int			depth;
 	bool		found;
 	int			i;
+	ArrayType  *path;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -710,6 +1063,11 @@ trace(FunctionCallInfo fcinfo, bool forward)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("p_max_depth must be between 0 and %d, not %d", TRACE_MAX_DEPTH, max_depth)));
 
+	load_catalog();
+	link_relid = catalog.link;
+	lot_relid = catalog.lot;
+	serial_relid = catalog.serial;
+
 	/* what a query would check: privileges, and whether policies apply */
 	check_select(link_relid);
 	check_select(lot_relid);
@@ -718,7 +1076,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		check_enable_rls(lot_relid, InvalidOid, false) == RLS_ENABLED ||
 		check_enable_rls(serial_relid, InvalidOid, false) == RLS_ENABLED;
 
-	init_result_store(fcinfo);
+	init_result_store(fcinfo, forward);
 
 	memset(&t, 0, sizeof(t));
 	t.forward = forward;
@@ -733,7 +1091,6 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		trace_context = AllocSetContextCreate(TopMemoryContext, "plantsync trace",
 											  1024 * 1024, 1024 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	MemoryContextReset(trace_context);	/* also after an error in the last one */
-	row_context = AllocSetContextCreate(trace_context, "plantsync trace row", ALLOCSET_SMALL_SIZES);
 	t.context = trace_context;
 	old = MemoryContextSwitchTo(t.context);
 	t.visited = visited_create(t.context, Max(128, Min(last_trace_nodes, 65536)), NULL);
@@ -773,7 +1130,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	if (!use_spi)
 	{
 		load_columns(link_relid);
-		direct_begin(&direct, link_relid, forward);
+		walk_begin(&walker, link_relid, forward);
 	}
 
 	for (depth = 1; depth <= max_depth && n_frontier > 0; depth++)
@@ -785,35 +1142,38 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		if (use_spi)
 			spi_level(&t, frontier, n_frontier, depth);
 		else
-			direct_level(&t, &direct, frontier, n_frontier, depth);
+			walk_level(&t, &walker, frontier, n_frontier, depth);
 		frontier = t.next;
 		n_frontier = t.n_next;
 	}
 	if (use_spi)
 		SPI_finish();
 	else
-		direct_end(&direct);
+		walk_end(&walker);
 
 	/*
 	 * The rows, in visiting order (by depth), each with its path. The
-	 * tuplestore copies each row, so one small context reset per row keeps
-	 * a trace of thousands of lots from growing the query's memory.
+	 * tuplestore copies each row, so every row's path is built in the one
+	 * array, sized for the deepest (the last).
 	 */
+	path = palloc(ARR_OVERHEAD_NONULLS(1) + UUID_LEN * (trace_node(&t, t.n_nodes - 1)->depth + 1));
+	path->ndim = 1;
+	path->dataoffset = 0;
+	path->elemtype = UUIDOID;
+	ARR_LBOUND(path)[0] = 1;
 	for (i = 1; i < t.n_nodes; i++)
 	{
 		TraceNode  *node = trace_node(&t, i);
 		Datum		values[10];
 		bool		nulls[10] = {false};
-		Datum	   *path;
 		TraceNode  *p = node;
 		int			k;
 
-		MemoryContextSwitchTo(row_context);
-		path = palloc(sizeof(Datum) * (node->depth + 1));
-
+		SET_VARSIZE(path, ARR_OVERHEAD_NONULLS(1) + UUID_LEN * (node->depth + 1));
+		ARR_DIMS(path)[0] = node->depth + 1;
 		for (k = node->depth; k >= 0; k--)
 		{
-			path[k] = UUIDPGetDatum(&p->id);
+			memcpy((char *) path + ARR_OVERHEAD_NONULLS(1) + UUID_LEN * k, &p->id, UUID_LEN);
 			if (k > 0)
 				p = trace_node(&t, p->pred);
 		}
@@ -822,7 +1182,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		values[2] = node->number;
 		values[3] = UUIDPGetDatum(&node->material);
 		values[4] = Int32GetDatum(node->depth);
-		values[5] = PointerGetDatum(construct_array(path, node->depth + 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		values[5] = PointerGetDatum(path);
 		values[6] = node->quantity;
 		nulls[6] = node->quantity_null;
 		values[7] = node->uom;
@@ -830,9 +1190,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		values[8] = UUIDPGetDatum(&node->order_id);
 		nulls[8] = node->order_null;
 		values[9] = TimestampTzGetDatum(node->linked_at);
-		MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		MemoryContextReset(row_context);
 	}
 
 	last_trace_nodes = t.n_nodes;

@@ -6,7 +6,7 @@
 #      campaigns: wide enough that a raw lot feeds about 10,000 finished
 #      lots, the recall the targets are set for);
 #   2. backward traces of random finished lots: p50/p95 of the C trace and of
-#      the recursive-CTE reference (target: C p95 < 5 ms, >= 5x faster);
+#      the recursive-CTE reference, the two taking turns (target: C p95 < 5 ms, >= 5x faster);
 #   3. forward traces (recall) of random raw lots, each feeding about ten
 #      thousand finished lots: p50/p95 of both (target: C < 100 ms, >= 5x faster).
 # Times are measured inside the server (clock_timestamp around each call), so
@@ -47,71 +47,95 @@ psql -X -q -d "$DB" -c "VACUUM ANALYZE plantsync.genealogy_link" -c "VACUUM ANAL
 lots=$(psql -X -At -d "$DB" -c "SELECT count(*) FROM plantsync.lot")
 log_info "$lots lots, $links links in $(($(date +%s) - gen_start)) s"
 
-# plantsync_test.time_calls(WHICH, IDS): runs one of the four traces once per
-# id after one warm-up pass (static SQL, so each call is planned once, the
-# same way for both sides); p50, p95, max in ms and the average number of
-# rows.
+# plantsync_test.time_traces(DIRECTION, IDS): the C trace and the
+# recursive-CTE reference, each once per id after one warm-up pass (static
+# SQL, so each call is planned once, the same way for both sides). The two
+# sides take turns by chunks of ten ids, the chunk's first side alternating,
+# so that both run under the same conditions of a shared machine (its speed
+# was seen to change by half within a minute). One row per side: p50, p95,
+# max in ms and the average number of rows.
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" <<'SQL'
-CREATE FUNCTION plantsync_test.time_calls(p_which text, p_ids uuid[])
-RETURNS TABLE (p50 numeric, p95 numeric, max_ms numeric, avg_rows numeric)
+CREATE FUNCTION plantsync_test.time_traces(p_direction text, p_ids uuid[])
+RETURNS TABLE (side text, p50 numeric, p95 numeric, max_ms numeric, avg_rows numeric)
 LANGUAGE plpgsql AS $$
 DECLARE
     t0 timestamptz;
-    ms float8[] := '{}';
-    rows bigint[] := '{}';
+    c_ms float8[] := '{}';
+    r_ms float8[] := '{}';
+    c_rows bigint[] := '{}';
+    r_rows bigint[] := '{}';
     n bigint;
-    id uuid;
     pass integer;
+    chunk integer;
+    turn integer;
+    i integer;
+    is_c boolean;
 BEGIN
     FOR pass IN 1 .. 2 LOOP
-        FOREACH id IN ARRAY p_ids LOOP
-            t0 := clock_timestamp();
-            CASE p_which
-                WHEN 'c_backward' THEN SELECT count(*) INTO n FROM plantsync.trace_backward(id);
-                WHEN 'c_forward' THEN SELECT count(*) INTO n FROM plantsync.trace_forward(id);
-                WHEN 'cte_backward' THEN SELECT count(*) INTO n FROM plantsync_test.ref_backward(id);
-                WHEN 'cte_forward' THEN SELECT count(*) INTO n FROM plantsync_test.ref_forward(id);
-            END CASE;
-            IF pass = 2 THEN
-                ms := ms || extract(epoch FROM clock_timestamp() - t0) * 1000;
-                rows := rows || n;
-            END IF;
+        FOR chunk IN 0 .. (cardinality(p_ids) - 1) / 10 LOOP
+            FOR turn IN 0 .. 1 LOOP
+                is_c := (turn + chunk) % 2 = 0;
+                FOR i IN chunk * 10 + 1 .. least(chunk * 10 + 10, cardinality(p_ids)) LOOP
+                    t0 := clock_timestamp();
+                    IF p_direction = 'backward' AND is_c THEN
+                        SELECT count(*) INTO n FROM plantsync.trace_backward(p_ids[i]);
+                    ELSIF p_direction = 'backward' THEN
+                        SELECT count(*) INTO n FROM plantsync_test.ref_backward(p_ids[i]);
+                    ELSIF is_c THEN
+                        SELECT count(*) INTO n FROM plantsync.trace_forward(p_ids[i]);
+                    ELSE
+                        SELECT count(*) INTO n FROM plantsync_test.ref_forward(p_ids[i]);
+                    END IF;
+                    IF pass = 2 AND is_c THEN
+                        c_ms := c_ms || extract(epoch FROM clock_timestamp() - t0) * 1000;
+                        c_rows := c_rows || n;
+                    ELSIF pass = 2 THEN
+                        r_ms := r_ms || extract(epoch FROM clock_timestamp() - t0) * 1000;
+                        r_rows := r_rows || n;
+                    END IF;
+                END LOOP;
+            END LOOP;
         END LOOP;
     END LOOP;
     RETURN QUERY
-    SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY m)::numeric, 2),
-           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY m)::numeric, 2),
-           round(max(m)::numeric, 2), round((SELECT avg(r) FROM unnest(rows) r), 0)
-      FROM unnest(ms) m;
+    SELECT s.side, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY m)::numeric, 3),
+           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY m)::numeric, 3),
+           round(max(m)::numeric, 3), round((SELECT avg(r) FROM unnest(s.rows) r), 0)
+      FROM (VALUES ('c', c_ms, c_rows), ('cte', r_ms, r_rows)) s (side, ms, rows)
+      CROSS JOIN LATERAL unnest(s.ms) m
+     GROUP BY s.side, s.rows
+     ORDER BY s.side;
 END
 $$;
 SQL
 
+# measure DIRECTION SAMPLE: two lines, "c ..." and "cte ..."
 measure() {
-    local label=$1 call=$2 sample=$3
     psql -X -At -F ' ' -d "$DB" -c "SET statement_timeout = '30min'" \
-        -c "SELECT * FROM plantsync_test.time_calls('$call', ($sample))" | tail -n 1
+        -c "SELECT * FROM plantsync_test.time_traces('$1', ($2))" | tail -n 2
 }
 
 # samples in a stable pseudo-random order
 finished_sample="SELECT array_agg(id) FROM (SELECT id FROM plantsync.lot WHERE lot_number LIKE 'BG-L3-%' ORDER BY md5(lot_number) LIMIT $SAMPLES) s"
 raw_sample="SELECT array_agg(id) FROM (SELECT id FROM plantsync.lot WHERE lot_number LIKE 'BG-L0-%' ORDER BY md5(lot_number) LIMIT $((SAMPLES / 10))) s"
 
-log_section "2. backward traces of $SAMPLES finished lots"
-read -r b_c50 b_c95 b_cmax b_rows <<<"$(measure backward c_backward "$finished_sample")"
+log_section "2. backward traces of $SAMPLES finished lots, C and reference taking turns"
+both=$(measure backward "$finished_sample")
+read -r _ b_c50 b_c95 b_cmax b_rows <<<"$(grep '^c ' <<<"$both")"
+read -r _ b_r50 b_r95 b_rmax b_rrows <<<"$(grep '^cte ' <<<"$both")"
 log_info "C:         p50 $b_c50 ms, p95 $b_c95 ms, max $b_cmax ms, $b_rows lots reached on average"
-read -r b_r50 b_r95 b_rmax b_rrows <<<"$(measure backward cte_backward "$finished_sample")"
 log_info "reference: p50 $b_r50 ms, p95 $b_r95 ms, max $b_rmax ms, $b_rrows lots reached on average"
 
-log_section "3. forward traces (recall) of $((SAMPLES / 10)) raw lots"
-read -r f_c50 f_c95 f_cmax f_rows <<<"$(measure forward c_forward "$raw_sample")"
+log_section "3. forward traces (recall) of $((SAMPLES / 10)) raw lots, C and reference taking turns"
+both=$(measure forward "$raw_sample")
+read -r _ f_c50 f_c95 f_cmax f_rows <<<"$(grep '^c ' <<<"$both")"
+read -r _ f_r50 f_r95 f_rmax f_rrows <<<"$(grep '^cte ' <<<"$both")"
 log_info "C:         p50 $f_c50 ms, p95 $f_c95 ms, max $f_cmax ms, $f_rows lots reached on average"
-finished_reached=$(psql -X -At -d "$DB" -c "SELECT round(avg(n)) FROM (SELECT (SELECT count(*) FROM plantsync.trace_forward(id) t JOIN plantsync.lot l ON l.id = t.node_id WHERE l.lot_number LIKE 'BG-L3-%') AS n FROM unnest(($raw_sample)) id) s")
-read -r f_r50 f_r95 f_rmax f_rrows <<<"$(measure forward cte_forward "$raw_sample")"
 log_info "reference: p50 $f_r50 ms, p95 $f_r95 ms, max $f_rmax ms, $f_rrows lots reached on average"
+finished_reached=$(psql -X -At -d "$DB" -c "SELECT round(avg(n)) FROM (SELECT (SELECT count(*) FROM plantsync.trace_forward(id) t JOIN plantsync.lot l ON l.id = t.node_id WHERE l.lot_number LIKE 'BG-L3-%') AS n FROM unnest(($raw_sample)) id) s")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
 echo
 echo "genealogy traces, $(nproc) cores, $lots lots and $links links:"
-echo "  backward (finished lot, $b_rows lots reached): C p50 $b_c50 ms, p95 $b_c95 ms (target p95 < 5 ms); recursive CTE p50 $b_r50 ms, p95 $b_r95 ms -> $(ratio "$b_r95" "$b_c95")x at p95 (target >= 5x)"
-echo "  forward recall (raw lot, $f_rows lots reached, $finished_reached of them finished): C p50 $f_c50 ms, p95 $f_c95 ms (target < 100 ms); recursive CTE p50 $f_r50 ms, p95 $f_r95 ms -> $(ratio "$f_r95" "$f_c95")x at p95 (target >= 5x)"
+echo "  backward (finished lot, $b_rows lots reached): C p50 $b_c50 ms, p95 $b_c95 ms (target p95 < 5 ms); recursive CTE p50 $b_r50 ms, p95 $b_r95 ms -> $(ratio "$b_r50" "$b_c50")x at p50, $(ratio "$b_r95" "$b_c95")x at p95 (target >= 5x)"
+echo "  forward recall (raw lot, $f_rows lots reached, $finished_reached of them finished): C p50 $f_c50 ms, p95 $f_c95 ms (target < 100 ms); recursive CTE p50 $f_r50 ms, p95 $f_r95 ms -> $(ratio "$f_r50" "$f_c50")x at p50, $(ratio "$f_r95" "$f_c95")x at p95 (target >= 5x)"
