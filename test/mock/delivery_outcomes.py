@@ -308,11 +308,12 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
     mock("/_script", {"rules": [
         {"path": "/slow-token", "responses": [{"delay_ms": 2000, "body": {"access_token": "tok-old", "expires_in": 3600}},
                                               {"body": {"access_token": "tok-new", "expires_in": 3600}}]}]})
-    psql(f"SET plantsync.source_system = 'hub'; "
+    # one transaction: a worker must not see the endpoint before its credentials
+    psql(f"BEGIN; SET LOCAL plantsync.source_system = 'hub'; "
          f"INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, auth_type, token_url) "
          f"VALUES ('rotating', 'qms', 'http://127.0.0.1:{PORT}/rot', true, 'oauth2_client_credentials', 'http://127.0.0.1:{PORT}/slow-token'); "
          f"INSERT INTO plantsync.endpoint_secret VALUES ('rotating', 'client_id', 'c1'), ('rotating', 'client_secret', 's1'); "
-         f"INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('rot-lots', 'lot.planned', 'rotating')")
+         f"INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('rot-lots', 'lot.planned', 'rotating'); COMMIT")
     wait_for("first token request", lambda: any(r["path"] == "/slow-token" for r in mock("/_requests")), 10)
     psql("SET plantsync.source_system = 'hub'; UPDATE plantsync.endpoint_secret SET value = 's2' "
          "WHERE endpoint_id = 'rotating' AND name = 'client_secret'")
