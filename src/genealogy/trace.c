@@ -9,16 +9,16 @@
  * once, at its smallest depth, remembering which node first reached it; the
  * path is rebuilt from those back-pointers.
  *
- * The links are read straight from the table through its parent or child
+ * The links are read from the leaf pages of the table's parent or child
  * index, after the same privilege check a query would make. Those indexes
  * include everything a trace shows of a link, so on pages VACUUM has marked
  * all visible the walk never reads the heap. A level's frontier is read in
  * key order: lots made around the same time have ids close together
- * (UUIDv7), so where the frontier is dense in the index one range scan
- * reads the links of many lots (and finds at once that a range of finished
- * lots has no children) instead of one descent per lot. When row-level
- * security applies to the caller, the walk reads each level through SPI
- * instead, so that the policies filter the links exactly as for any query.
+ * (UUIDv7), so most lots are found on the page the previous one was, or a
+ * step to its right, instead of by one descent from the root each. When
+ * row-level security applies to the caller, the walk reads each level
+ * through SPI instead, so that the policies filter the links exactly as for
+ * any query.
  */
 #include "postgres.h"
 
