@@ -450,9 +450,9 @@ visit(Trace *t, LinkValues *v, int depth, bool copy)
 /*
  * The walk reads the leaf pages of the walk index itself rather than through
  * an index scan. A level's frontier is sorted by id, and each frontier lot is
- * looked for on the leaf page the previous one was found on, by a binary
- * search of its keys: lots made around the same time (UUIDv7 ids) have their
- * links on the same few pages, so most lots cost a binary search, or a step
+ * looked for on the leaf page the previous one was found on, by a search
+ * of its keys: lots made around the same time (UUIDv7 ids) have their
+ * links on the same few pages, so most lots cost that search, or a step
  * to the right sibling, instead of a descent from the root (four pages for
  * millions of links); an index scan also checks every tuple it passes
  * against its scan keys through the operator's function, where here the
@@ -484,6 +484,7 @@ typedef struct WalkReader
 	int		   *found_node;
 	int			n_found;
 	int			found_size;
+	/* where the copies go: kept for the trace, the nodes point into them */
 	char	   *arena;
 	Size		arena_used;
 	Size		arena_size;
