@@ -200,9 +200,9 @@ results_released(void *arg)
 /*
  * What every trace looks up, kept for the backend's life: the relations it
  * reads, and each trace function's result row type. Looking them up again
- * for every trace cost about as much as a short backward trace itself. Any
- * relcache invalidation (a relation dropped or renamed, the extension made
- * again) or change to a function forgets them.
+ * for every trace cost about as much as a short backward trace itself. An
+ * invalidation of one of those relations (dropped or renamed, the extension
+ * made again) or any change to a function forgets them.
  */
 typedef struct TraceCatalog
 {
@@ -229,7 +229,9 @@ static Oid plantsync_relid(const char *name);
 static void
 forget_relations(Datum arg, Oid relid)
 {
-	catalog.valid = false;
+	if (relid == InvalidOid || relid == catalog.link || relid == catalog.lot || relid == catalog.serial ||
+		relid == catalog.walk_index[0] || relid == catalog.walk_index[1])
+		catalog.valid = false;
 }
 
 static void
@@ -295,7 +297,9 @@ init_result_store(FunctionCallInfo fcinfo, bool forward)
 
 		if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 			elog(ERROR, "plantsync: return type must be a row type");
-		forget_result_types((Datum) 0, PROCOID, 0);
+		if (rt->desc != NULL)
+			FreeTupleDesc(rt->desc);
+		rt->desc = NULL;
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		rt->desc = CreateTupleDescCopy(desc);
 		MemoryContextSwitchTo(old);
@@ -702,6 +706,15 @@ keep_found(WalkReader *w, IndexTuple itup, int node)
 	w->arena_used += MAXALIGN(size);
 }
 
+/* whether a link exists at the trace's moment (now, or as of) */
+static inline bool
+link_alive(Trace *t, TimestampTz linked_at, bool unlinked_null, TimestampTz unlinked_at)
+{
+	if (!t->as_of)
+		return unlinked_null;
+	return linked_at <= t->as_of_time && (unlinked_null || unlinked_at > t->as_of_time);
+}
+
 /* One link of a frontier lot, as the leaf page had it. */
 static void
 walk_link(Trace *t, WalkReader *w, IndexTuple itup, int from, int depth)
@@ -739,8 +752,7 @@ walk_link(Trace *t, WalkReader *w, IndexTuple itup, int from, int depth)
 		v.linked_at = DatumGetTimestampTz(values[WALK_LINKED_AT - 1]);
 		unlinked_null = nulls[WALK_UNLINKED_AT - 1];
 		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(values[WALK_UNLINKED_AT - 1]);
-		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
-			: !unlinked_null)
+		if (!link_alive(t, v.linked_at, unlinked_null, unlinked_at))
 			return;
 		v.to = DatumGetUUIDP(values[WALK_FAR_END - 1]);
 		v.kind = values[WALK_KIND - 1];
@@ -764,8 +776,7 @@ walk_link(Trace *t, WalkReader *w, IndexTuple itup, int from, int depth)
 		v.linked_at = DatumGetTimestampTz(slot_getattr(s, cols.linked_at, &isnull));
 		x = slot_getattr(s, cols.unlinked_at, &unlinked_null);
 		unlinked_at = unlinked_null ? 0 : DatumGetTimestampTz(x);
-		if (t->as_of ? (v.linked_at > t->as_of_time || (!unlinked_null && unlinked_at <= t->as_of_time))
-			: !unlinked_null)
+		if (!link_alive(t, v.linked_at, unlinked_null, unlinked_at))
 			return;
 		v.to = DatumGetUUIDP(slot_getattr(s, t->forward ? cols.child_id : cols.parent_id, &isnull));
 		v.kind = slot_getattr(s, t->forward ? cols.child_kind : cols.parent_kind, &isnull);
