@@ -452,6 +452,12 @@ visit(Trace *t, LinkValues *v, int depth, bool copy)
 /* ---------- reading links straight from the walk index ---------- */
 
 /*
+ * Levels of the walk index above its leaves whose pages a trace keeps
+ * pinned (the benchmark's 5.8M-link indexes have three).
+ */
+#define WALK_UPPER_LEVELS 6
+
+/*
  * The walk reads the leaf pages of the walk index itself rather than through
  * an index scan. A level's frontier is sorted by id, and each frontier lot is
  * looked for on the leaf page the previous one was found on, by a search
@@ -471,6 +477,8 @@ visit(Trace *t, LinkValues *v, int depth, bool copy)
  * page, as an index-only scan does, so VACUUM cannot remove the page's
  * tuples (and recycle the heap TIDs they point to) while the walk still uses
  * them. Frontier ids only grow within a level, so no tuple is read twice.
+ * A descent goes as _bt_search's does, except that the pages above the
+ * leaves stay pinned for the trace (the root is met in every descent).
  */
 typedef struct WalkReader
 {
@@ -492,6 +500,9 @@ typedef struct WalkReader
 	char	   *arena;
 	Size		arena_used;
 	Size		arena_size;
+	/* per level above the leaves: the page the last descent went through */
+	BlockNumber upper_block[WALK_UPPER_LEVELS];
+	Buffer		upper_buf[WALK_UPPER_LEVELS];	/* pinned for the trace */
 } WalkReader;
 
 /*
@@ -525,7 +536,9 @@ walk_begin(WalkReader *w, Oid relid, bool forward)
 	if (w->index->rd_rel->relam != BTREE_AM_OID ||
 		IndexRelationGetNumberOfKeyAttributes(w->index) != 1 ||
 		RelationGetDescr(w->index)->natts != WALK_ORDER ||
-		TupleDescAttr(RelationGetDescr(w->index), 0)->atttypid != UUIDOID)
+		TupleDescAttr(RelationGetDescr(w->index), 0)->atttypid != UUIDOID ||
+		w->index->rd_indoption[0] != 0 ||
+		index_getprocid(w->index, 1, BTORDER_PROC) != F_UUID_CMP)
 		elog(ERROR, "plantsync: the genealogy walk index is not the btree on the near end that includes the columns a trace shows");
 	w->itupdesc = RelationGetDescr(w->index);
 	w->skey = _bt_mkscankey(w->index, NULL);
@@ -547,10 +560,15 @@ walk_begin(WalkReader *w, Oid relid, bool forward)
 static void
 walk_end(WalkReader *w)
 {
+	int			i;
+
 	if (BufferIsValid(w->buf))
 		ReleaseBuffer(w->buf);
 	if (BufferIsValid(w->vmbuffer))
 		ReleaseBuffer(w->vmbuffer);
+	for (i = 0; i < WALK_UPPER_LEVELS; i++)
+		if (BufferIsValid(w->upper_buf[i]))
+			ReleaseBuffer(w->upper_buf[i]);
 	table_index_fetch_end(w->fetch);
 	ExecDropSingleTupleTableSlot(w->slot);
 	index_close(w->index, AccessShareLock);
@@ -701,14 +719,96 @@ walk_prefetch(Page page, OffsetNumber off, OffsetNumber maxoff)
 	}
 }
 
-/* Descends to the leaf page where the links of key begin; returns it locked. */
+/*
+ * A key against the item at off of a page above the leaves, as _bt_compare
+ * would have it for a search for the first item of the key (the first
+ * item is minus infinity; a pivot equal to the key whose heap TID was
+ * truncated away is less than the key, since the key's items all lie to
+ * its right), without a call through the operator class.
+ */
+static inline int
+upper_cmp(WalkReader *w, Page page, OffsetNumber off, const uint8 *key)
+{
+	IndexTuple	itup = (IndexTuple) PageGetItem(page, PageGetItemId(page, off));
+	int			cmp;
+
+	if (off == P_FIRSTDATAKEY(BTPageGetOpaque(page)) || BTreeTupleGetNAtts(itup, w->index) == 0)
+		return 1;
+	cmp = key_cmp(key, tuple_key(itup));
+	if (cmp != 0)
+		return cmp;
+	return w->skey->heapkeyspace && BTreeTupleGetHeapTID(itup) == NULL ? 1 : 0;
+}
+
+/* The downlink to follow for key on a page above the leaves, as _bt_binsrch finds it. */
+static BlockNumber
+upper_search(WalkReader *w, Page page, const uint8 *key)
+{
+	OffsetNumber low = P_FIRSTDATAKEY(BTPageGetOpaque(page));
+	OffsetNumber high = PageGetMaxOffsetNumber(page) + 1;
+
+	/* the last item less than the key */
+	while (high > low)
+	{
+		OffsetNumber mid = low + (high - low) / 2;
+
+		if (upper_cmp(w, page, mid, key) > 0)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	if (low <= P_FIRSTDATAKEY(BTPageGetOpaque(page)))
+		elog(ERROR, "plantsync: no downlink for a key in index \"%s\"", RelationGetRelationName(w->index));
+	return BTreeTupleGetDownLink((IndexTuple) PageGetItem(page, PageGetItemId(page, OffsetNumberPrev(low))));
+}
+
+/*
+ * A page above the leaves, pinned (one pin for the caller to release; the
+ * trace keeps its own on the page each level went through last) and read
+ * locked. The root and the upper pages are met again and again in a trace,
+ * and finding a page in the buffer table again cost more than reading it.
+ */
+static Buffer
+upper_page(WalkReader *w, uint32 level, BlockNumber block)
+{
+	Buffer		buf;
+
+	if (level > WALK_UPPER_LEVELS)
+		return _bt_getbuf(w->index, block, BT_READ);
+	if (w->upper_block[level - 1] != block || !BufferIsValid(w->upper_buf[level - 1]))
+	{
+		if (BufferIsValid(w->upper_buf[level - 1]))
+			ReleaseBuffer(w->upper_buf[level - 1]);
+		w->upper_buf[level - 1] = InvalidBuffer;
+		w->upper_buf[level - 1] = ReadBuffer(w->index, block);
+		w->upper_block[level - 1] = block;
+	}
+	else
+		pgstat_count_buffer_hit(w->index);
+	buf = w->upper_buf[level - 1];
+	IncrBufferRefCount(buf);
+	_bt_lockbuf(w->index, buf, BT_READ);
+	_bt_checkpage(w->index, buf);
+	return buf;
+}
+
+/*
+ * Descends to the leaf page where the links of key begin; returns it
+ * locked. As _bt_search does it (the root from the cached metapage, each
+ * page checked for a split that moved the key to the right), with the
+ * upper pages kept pinned for the trace and searched by inline compares.
+ */
 static void
 walk_descend(WalkReader *w, const pg_uuid_t *key)
 {
-	BTStack		stack;
+	BTMetaPageData *metad;
+	Snapshot	snapshot = GetActiveSnapshot();
+	Buffer		buf;
+	uint32		level;
 
 	if (BufferIsValid(w->buf))
 		ReleaseBuffer(w->buf);
+	w->buf = InvalidBuffer;
 	w->skey->keysz = 1;
 	w->skey->nextkey = false;
 	w->skey->pivotsearch = false;
@@ -716,10 +816,45 @@ walk_descend(WalkReader *w, const pg_uuid_t *key)
 	w->skey->anynullkeys = false;
 	w->skey->scankeys[0].sk_flags &= ~SK_ISNULL;
 	w->skey->scankeys[0].sk_argument = UUIDPGetDatum(key);
-	stack = _bt_search(w->index, w->skey, &w->buf, BT_READ, GetActiveSnapshot());
-	_bt_freestack(stack);
 	/* counted as an index scan's descents are, for pg_stat_user_indexes */
 	pgstat_count_index_scan(w->index);
+
+	metad = (BTMetaPageData *) w->index->rd_amcache;
+	if (metad == NULL || metad->btm_fastroot == P_NONE || metad->btm_fastlevel == 0)
+	{
+		/* no root known yet, or it is a leaf: the general way */
+		_bt_freestack(_bt_search(w->index, w->skey, &w->buf, BT_READ, snapshot));
+		return;
+	}
+	level = metad->btm_fastlevel;
+	buf = upper_page(w, level, metad->btm_fastroot);
+	{
+		BTPageOpaque opaque = BTPageGetOpaque(BufferGetPage(buf));
+
+		/* what _bt_getroot checks of a cached root before it trusts it */
+		if (P_IGNORE(opaque) || opaque->btpo_level != level || !P_LEFTMOST(opaque) || !P_RIGHTMOST(opaque))
+		{
+			_bt_relbuf(w->index, buf);
+			_bt_freestack(_bt_search(w->index, w->skey, &w->buf, BT_READ, snapshot));
+			return;
+		}
+	}
+	for (;;)
+	{
+		Page		page;
+		BlockNumber child;
+
+		/* the page may have split since its downlink was read */
+		buf = _bt_moveright(w->index, w->skey, buf, false, NULL, BT_READ, snapshot);
+		page = BufferGetPage(buf);
+		if (P_ISLEAF(BTPageGetOpaque(page)))
+			break;
+		child = upper_search(w, page, key->data);
+		level = BTPageGetOpaque(page)->btpo_level - 1;
+		_bt_relbuf(w->index, buf);
+		buf = level == 0 ? _bt_getbuf(w->index, child, BT_READ) : upper_page(w, level, child);
+	}
+	w->buf = buf;
 }
 
 /*
