@@ -60,6 +60,48 @@ SELECT relallvisible > 0 AS links_all_visible FROM pg_class WHERE oid = 'plantsy
 SELECT (SELECT count(*) FROM traces_before) AS rows_traced,
        (SELECT count(*) FROM (TABLE traces_before EXCEPT ALL TABLE rg_traces) x)
      + (SELECT count(*) FROM (TABLE rg_traces EXCEPT ALL TABLE traces_before) y) AS differences;
+-- Rows of every shape, each column compared with the link that reached the
+-- lot: a chain deeper than a path array with a one-byte header holds, a lot
+-- number too long to stay in the table's row (stored out of line there,
+-- whole in the walk index), another long enough to be compressed, links
+-- without quantity, unit or order; from the table, then from the index.
+SET session_replication_role = replica;
+INSERT INTO plantsync.site (site_id, name) VALUES ('RC', 'Regress row shapes');
+INSERT INTO plantsync.material (site_id, material_number, description, material_type, base_uom) VALUES ('RC', 'M', 'Chain', 'semi_finished', 'KG');
+INSERT INTO plantsync.lot (id, site_id, material_id, lot_number, disposition)
+SELECT ('01900000-0000-7000-8000-0000000001' || lpad(i::text, 2, '0'))::uuid, 'RC', m.id,
+       CASE i WHEN 4 THEN (SELECT string_agg(md5(k::text), '') FROM generate_series(1, 68) k)
+              WHEN 6 THEN repeat('compressible-', 300) ELSE 'RC-' || i END, 'unrestricted'
+  FROM generate_series(0, 9) i, plantsync.material m WHERE m.site_id = 'RC';
+INSERT INTO plantsync.genealogy_link (site_id, parent_kind, parent_id, parent_number, parent_material_id, child_kind, child_id,
+                                      child_number, child_material_id, link_type, order_id, quantity, uom, linked_at)
+SELECT 'RC', 'lot', p.id, p.lot_number, p.material_id, 'lot', c.id, c.lot_number, c.material_id, 'consumed_into',
+       CASE WHEN i % 3 <> 0 THEN ('01900000-0000-7000-8000-0000000002' || lpad(i::text, 2, '0'))::uuid END,
+       CASE WHEN i % 2 = 0 THEN i * 1.5 END, CASE WHEN i % 4 <> 1 THEN 'KG' END, '2026-05-02 00:00+00'::timestamptz + i * interval '1 minute'
+  FROM generate_series(1, 9) i
+  JOIN plantsync.lot p ON p.id = ('01900000-0000-7000-8000-0000000001' || lpad((i - 1)::text, 2, '0'))::uuid
+  JOIN plantsync.lot c ON c.id = ('01900000-0000-7000-8000-0000000001' || lpad(i::text, 2, '0'))::uuid;
+RESET session_replication_role;
+SELECT reltoastrelid::regclass AS link_toast FROM pg_class WHERE oid = 'plantsync.genealogy_link'::regclass \gset
+SELECT count(DISTINCT chunk_id) AS values_out_of_line FROM :link_toast;
+CREATE TEMP VIEW rc_rows AS
+SELECT d, count(*) AS rows, max(t.depth) AS deepest, max(length(t.node_number)) AS longest_number,
+       count(*) FILTER (WHERE t.node_kind = 'lot' AND t.node_number = n.lot_number AND t.material_id = n.material_id
+                          AND t.quantity IS NOT DISTINCT FROM l.quantity AND t.uom IS NOT DISTINCT FROM l.uom
+                          AND t.order_id IS NOT DISTINCT FROM l.order_id AND t.linked_at = l.linked_at
+                          AND t.path = (SELECT array_agg(x.id ORDER BY CASE d WHEN 'forward' THEN x.id END, x.id DESC)
+                                          FROM plantsync.lot x
+                                         WHERE x.site_id = 'RC' AND x.id BETWEEN least(t.node_id, s.id) AND greatest(t.node_id, s.id))) AS equal,
+       count(DISTINCT t) AS distinct_rows
+  FROM (VALUES ('forward', '01900000-0000-7000-8000-000000000100'::uuid), ('backward', '01900000-0000-7000-8000-000000000109')) s (d, id)
+       CROSS JOIN LATERAL (SELECT * FROM plantsync.trace_forward(s.id) WHERE d = 'forward' UNION ALL SELECT * FROM plantsync.trace_backward(s.id) WHERE d = 'backward') t
+  JOIN plantsync.lot n ON n.id = t.node_id
+  JOIN plantsync.genealogy_link l ON l.site_id = 'RC' AND CASE d WHEN 'forward' THEN l.child_id = t.node_id ELSE l.parent_id = t.node_id END
+                                 AND CASE d WHEN 'forward' THEN l.parent_id = t.path[t.depth] ELSE l.child_id = t.path[t.depth] END
+ GROUP BY d ORDER BY d;
+SELECT * FROM rc_rows;
+VACUUM plantsync.genealogy_link;
+SELECT * FROM rc_rows;
 -- The same on a generated genealogy with reversals and rework cycles, all
 -- visible: the (lot, depth) sets of the recursive-CTE reference, now and as
 -- of past moments.

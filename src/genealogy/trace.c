@@ -219,7 +219,24 @@ typedef struct ResultType
 {
 	Oid			fn;
 	TupleDesc	desc;			/* in TopMemoryContext */
+	bool		declared;		/* the columns are those of result_columns */
 } ResultType;
+
+/* the columns of a trace row, as 88_genealogy.sql declares them */
+static const Oid result_columns[] = {
+	TEXTOID,					/* node_kind */
+	UUIDOID,					/* node_id */
+	TEXTOID,					/* node_number */
+	UUIDOID,					/* material_id */
+	INT4OID,					/* depth */
+	UUIDARRAYOID,				/* path */
+	NUMERICOID,					/* quantity */
+	TEXTOID,					/* uom */
+	UUIDOID,					/* order_id */
+	TIMESTAMPTZOID				/* linked_at */
+};
+
+#define RESULT_NATTS ((int) lengthof(result_columns))
 
 static ResultType result_types[2];	/* [forward] */
 static bool callbacks_registered = false;
@@ -304,6 +321,9 @@ init_result_store(FunctionCallInfo fcinfo, bool forward)
 		rt->desc = CreateTupleDescCopy(desc);
 		MemoryContextSwitchTo(old);
 		rt->fn = fcinfo->flinfo->fn_oid;
+		rt->declared = desc->natts == RESULT_NATTS;
+		for (int i = 0; rt->declared && i < RESULT_NATTS; i++)
+			rt->declared = TupleDescAttr(desc, i)->atttypid == result_columns[i];
 	}
 	per_query = rsinfo->econtext->ecxt_per_query_memory;
 	old = MemoryContextSwitchTo(per_query);
@@ -1222,6 +1242,111 @@ spi_level(Trace *t, int *frontier, int n, int depth)
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* ---------- the result rows ---------- */
+
+/*
+ * A varlena value stored as heap_fill_tuple stores it in a column that may
+ * be packed (text, numeric, arrays): a short header where the value fits
+ * one, else aligned with its own header.
+ */
+static inline char *
+put_varlena(char *data, Datum value)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(value);
+	Size		n;
+
+	if (VARATT_IS_SHORT(v))
+	{
+		n = VARSIZE_SHORT(v);
+		memcpy(data, v, n);
+	}
+	else if (VARATT_CAN_MAKE_SHORT(v))
+	{
+		n = VARATT_CONVERTED_SHORT_SIZE(v);
+		SET_VARSIZE_SHORT(data, n);
+		memcpy(data + 1, VARDATA(v), n - 1);
+	}
+	else
+	{
+		data = (char *) att_align_nominal(data, TYPALIGN_INT);
+		n = VARSIZE(v);
+		memcpy(data, v, n);
+	}
+	return data + n;
+}
+
+/* the most a varlena value takes in a row, padding included */
+#define VARLENA_ROOM(value) (VARSIZE_ANY(DatumGetPointer(value)) + sizeof(int32))
+
+/*
+ * A trace row formed as heap_form_minimal_tuple forms it from the values
+ * and nulls of result_columns, into buf (at least row_room() bytes), in one
+ * pass and with the layout known: the generic way, which looks up each
+ * column's type properties and goes over the values twice, was a fifth of
+ * a short backward trace. NULL where a value is stored out of line (a lot
+ * number toasted in the table): such rows take the generic way.
+ */
+static Size
+row_room(const TraceNode *node, const ArrayType *path)
+{
+	return MAXALIGN(SizeofMinimalTupleHeader + BITMAPLEN(RESULT_NATTS)) +
+		VARLENA_ROOM(node->kind) + VARLENA_ROOM(node->number) + VARLENA_ROOM(PointerGetDatum(path)) +
+		(node->quantity_null ? 0 : VARLENA_ROOM(node->quantity)) +
+		(node->uom_null ? 0 : VARLENA_ROOM(node->uom)) +
+		3 * UUID_LEN + 2 * sizeof(int32) + 2 * sizeof(TimestampTz);
+}
+
+static MinimalTuple
+form_row(char *buf, const TraceNode *node, const ArrayType *path)
+{
+	MinimalTuple tuple = (MinimalTuple) buf;
+	bool		hasnull = node->quantity_null || node->uom_null || node->order_null;
+	Size		hoff = MAXALIGN(SizeofMinimalTupleHeader + (hasnull ? BITMAPLEN(RESULT_NATTS) : 0));
+	char	   *data = buf + hoff;
+
+	if (VARATT_IS_EXTERNAL(DatumGetPointer(node->kind)) ||
+		VARATT_IS_EXTERNAL(DatumGetPointer(node->number)) ||
+		(!node->quantity_null && VARATT_IS_EXTERNAL(DatumGetPointer(node->quantity))) ||
+		(!node->uom_null && VARATT_IS_EXTERNAL(DatumGetPointer(node->uom))))
+		return NULL;
+
+	data = put_varlena(data, node->kind);
+	memcpy(data, &node->id, UUID_LEN);
+	data += UUID_LEN;
+	data = put_varlena(data, node->number);
+	memcpy(data, &node->material, UUID_LEN);
+	data += UUID_LEN;
+	data = (char *) att_align_nominal(data, TYPALIGN_INT);
+	*(int32 *) data = node->depth;
+	data += sizeof(int32);
+	data = put_varlena(data, PointerGetDatum(path));
+	if (!node->quantity_null)
+		data = put_varlena(data, node->quantity);
+	if (!node->uom_null)
+		data = put_varlena(data, node->uom);
+	if (!node->order_null)
+	{
+		memcpy(data, &node->order_id, UUID_LEN);
+		data += UUID_LEN;
+	}
+	data = (char *) att_align_nominal(data, TYPALIGN_DOUBLE);
+	*(TimestampTz *) data = node->linked_at;
+	data += sizeof(TimestampTz);
+
+	tuple->t_len = data - buf;
+	HeapTupleHeaderSetNatts(tuple, RESULT_NATTS);
+	tuple->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
+	tuple->t_infomask = HEAP_HASVARWIDTH;
+	if (hasnull)
+	{
+		/* a column's bit is set where it is not null */
+		tuple->t_infomask |= HEAP_HASNULL;
+		tuple->t_bits[0] = 0x3F | (node->quantity_null ? 0 : 0x40) | (node->uom_null ? 0 : 0x80);
+		tuple->t_bits[1] = 0x02 | (node->order_null ? 0 : 0x01);
+	}
+	return tuple;
+}
+
 /* ---------- the walk ---------- */
 
 static bool
@@ -1264,6 +1389,9 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	bool		found;
 	int			i;
 	ArrayType  *path;
+	TupleTableSlot *row_slot = NULL;
+	char	   *row_buf = NULL;
+	Size		row_buf_size = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -1367,20 +1495,26 @@ trace(FunctionCallInfo fcinfo, bool forward)
 	/*
 	 * The rows, in visiting order (by depth), each with its path. The
 	 * tuplestore copies each row, so every row's path is built in the one
-	 * array, sized for the deepest (the last).
+	 * array, sized for the deepest (the last), and every row is formed in
+	 * the one buffer.
 	 */
 	path = palloc(ARR_OVERHEAD_NONULLS(1) + UUID_LEN * (trace_node(&t, t.n_nodes - 1)->depth + 1));
 	path->ndim = 1;
 	path->dataoffset = 0;
 	path->elemtype = UUIDOID;
 	ARR_LBOUND(path)[0] = 1;
+	if (result_types[forward].declared)
+	{
+		row_slot = MakeSingleTupleTableSlot(rsinfo->setDesc, &TTSOpsMinimalTuple);
+		row_buf_size = 1024;
+		row_buf = palloc(row_buf_size);
+	}
 	for (i = 1; i < t.n_nodes; i++)
 	{
 		TraceNode  *node = trace_node(&t, i);
-		Datum		values[10];
-		bool		nulls[10] = {false};
 		TraceNode  *p = node;
 		int			k;
+		MinimalTuple row = NULL;
 
 		SET_VARSIZE(path, ARR_OVERHEAD_NONULLS(1) + UUID_LEN * (node->depth + 1));
 		ARR_DIMS(path)[0] = node->depth + 1;
@@ -1390,21 +1524,47 @@ trace(FunctionCallInfo fcinfo, bool forward)
 			if (k > 0)
 				p = trace_node(&t, p->pred);
 		}
-		values[0] = node->kind;
-		values[1] = UUIDPGetDatum(&node->id);
-		values[2] = node->number;
-		values[3] = UUIDPGetDatum(&node->material);
-		values[4] = Int32GetDatum(node->depth);
-		values[5] = PointerGetDatum(path);
-		values[6] = node->quantity;
-		nulls[6] = node->quantity_null;
-		values[7] = node->uom;
-		nulls[7] = node->uom_null;
-		values[8] = UUIDPGetDatum(&node->order_id);
-		nulls[8] = node->order_null;
-		values[9] = TimestampTzGetDatum(node->linked_at);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (row_slot != NULL)
+		{
+			Size		room = row_room(node, path);
+
+			if (room > row_buf_size)
+			{
+				row_buf_size = Max(room, 2 * row_buf_size);
+				row_buf = repalloc(row_buf, row_buf_size);
+			}
+			/* padding is zero, as in a tuple formed from palloc0'd memory */
+			memset(row_buf, 0, room);
+			row = form_row(row_buf, node, path);
+		}
+		if (row != NULL)
+		{
+			ExecStoreMinimalTuple(row, row_slot, false);
+			tuplestore_puttupleslot(rsinfo->setResult, row_slot);
+		}
+		else
+		{
+			Datum		values[RESULT_NATTS];
+			bool		nulls[RESULT_NATTS] = {false};
+
+			values[0] = node->kind;
+			values[1] = UUIDPGetDatum(&node->id);
+			values[2] = node->number;
+			values[3] = UUIDPGetDatum(&node->material);
+			values[4] = Int32GetDatum(node->depth);
+			values[5] = PointerGetDatum(path);
+			values[6] = node->quantity;
+			nulls[6] = node->quantity_null;
+			values[7] = node->uom;
+			nulls[7] = node->uom_null;
+			values[8] = UUIDPGetDatum(&node->order_id);
+			nulls[8] = node->order_null;
+			values[9] = TimestampTzGetDatum(node->linked_at);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
+	if (row_slot != NULL)
+		ExecDropSingleTupleTableSlot(row_slot);
 
 	last_trace_nodes = t.n_nodes;
 	MemoryContextSwitchTo(old);
