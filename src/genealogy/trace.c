@@ -523,7 +523,25 @@ typedef struct WalkReader
 	/* per level above the leaves: the page the last descent went through */
 	BlockNumber upper_block[WALK_UPPER_LEVELS];
 	Buffer		upper_buf[WALK_UPPER_LEVELS];	/* pinned for the trace */
+	struct RecentPage *recent;	/* recent_upper[forward] */
 } WalkReader;
+
+/*
+ * Which buffers held the walk indexes' upper pages, kept for the backend's
+ * life: a descent asks ReadRecentBuffer for the page there, which checks
+ * that the buffer still holds it, before it looks in the buffer table
+ * (about as costly as reading the page). A stale entry only costs that
+ * check.
+ */
+#define RECENT_UPPER_PAGES 1024
+
+typedef struct RecentPage
+{
+	BlockNumber block;
+	Buffer		buf;
+} RecentPage;
+
+static RecentPage recent_upper[2][RECENT_UPPER_PAGES];	/* [forward] */
 
 /*
  * Columns of the walk indexes (genealogy_link_parent_idx and _child_idx):
@@ -563,6 +581,7 @@ walk_begin(WalkReader *w, Oid relid, bool forward)
 		index_getprocid(w->index, 1, BTORDER_PROC) != F_UUID_CMP)
 		elog(ERROR, "plantsync: the genealogy walk index is not the btree on the near end that includes the columns a trace shows");
 	w->itupdesc = RelationGetDescr(w->index);
+	w->recent = recent_upper[forward];
 	w->skey = _bt_mkscankey(w->index, NULL);
 	w->buf = InvalidBuffer;
 	w->fetch = table_index_fetch_begin(w->rel);
@@ -787,8 +806,9 @@ upper_search(WalkReader *w, Page page, const uint8 *key)
 /*
  * A page above the leaves, pinned (one pin for the caller to release; the
  * trace keeps its own on the page each level went through last) and read
- * locked. The root and the upper pages are met again and again in a trace,
- * and finding a page in the buffer table again cost more than reading it.
+ * locked. The root and the upper pages are met again and again in a trace
+ * and from trace to trace, and finding a page in the buffer table again
+ * cost more than reading it.
  */
 static Buffer
 upper_page(WalkReader *w, uint32 level, BlockNumber block)
@@ -799,10 +819,23 @@ upper_page(WalkReader *w, uint32 level, BlockNumber block)
 		return _bt_getbuf(w->index, block, BT_READ);
 	if (w->upper_block[level - 1] != block || !BufferIsValid(w->upper_buf[level - 1]))
 	{
+		RecentPage *recent = &w->recent[block % RECENT_UPPER_PAGES];
+
 		if (BufferIsValid(w->upper_buf[level - 1]))
 			ReleaseBuffer(w->upper_buf[level - 1]);
 		w->upper_buf[level - 1] = InvalidBuffer;
-		w->upper_buf[level - 1] = ReadBuffer(w->index, block);
+		if (recent->block == block && BufferIsValid(recent->buf) &&
+			ReadRecentBuffer(w->index->rd_node, MAIN_FORKNUM, block, recent->buf))
+		{
+			w->upper_buf[level - 1] = recent->buf;
+			pgstat_count_buffer_hit(w->index);
+		}
+		else
+		{
+			w->upper_buf[level - 1] = ReadBuffer(w->index, block);
+			recent->block = block;
+			recent->buf = w->upper_buf[level - 1];
+		}
 		w->upper_block[level - 1] = block;
 	}
 	else
