@@ -102,6 +102,28 @@ SELECT d, count(*) AS rows, max(t.depth) AS deepest, max(length(t.node_number)) 
 SELECT * FROM rc_rows;
 VACUUM plantsync.genealogy_link;
 SELECT * FROM rc_rows;
+-- A trace starts only from a lot or serial that exists for its snapshot,
+-- however many versions of it the primary key holds (updated a few times,
+-- updated more often than the probe keeps versions of, then deleted while
+-- its links stay), read from the table and, after VACUUM, from the key.
+CREATE FUNCTION pg_temp.rc_versions(p_updates integer) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    FOR k IN 1 .. p_updates LOOP
+        -- the number is indexed: every update adds a version to the key
+        UPDATE plantsync.lot SET lot_number = 'RC-5-' || k WHERE id = '01900000-0000-7000-8000-000000000105';
+    END LOOP;
+    RETURN (SELECT count(*) FROM plantsync.trace_backward('01900000-0000-7000-8000-000000000105'));
+END
+$$;
+SET session_replication_role = replica;
+SELECT pg_temp.rc_versions(10) AS traced_after_10_updates, pg_temp.rc_versions(100) AS traced_after_110_updates;
+VACUUM plantsync.lot;
+SELECT pg_temp.rc_versions(0) AS traced_all_visible;
+DELETE FROM plantsync.lot WHERE id = '01900000-0000-7000-8000-000000000105';
+RESET session_replication_role;
+SELECT count(*) FROM plantsync.trace_backward('01900000-0000-7000-8000-000000000105');
+VACUUM plantsync.lot;
+SELECT count(*) FROM plantsync.trace_backward('01900000-0000-7000-8000-000000000105');
 -- The same on a generated genealogy with reversals and rework cycles, all
 -- visible: the (lot, depth) sets of the recursive-CTE reference, now and as
 -- of past moments.

@@ -541,7 +541,10 @@ typedef struct RecentPage
 	Buffer		buf;
 } RecentPage;
 
-static RecentPage recent_upper[2][RECENT_UPPER_PAGES];	/* [forward] */
+static RecentPage recent_upper[4][RECENT_UPPER_PAGES];	/* [forward], lot and serial
+															 * keys */
+#define RECENT_LOT_KEY 2
+#define RECENT_SERIAL_KEY 3
 
 /*
  * Columns of the walk indexes (genealogy_link_parent_idx and _child_idx):
@@ -568,17 +571,23 @@ static RecentPage recent_upper[2][RECENT_UPPER_PAGES];	/* [forward] */
  */
 #define WALK_STEP_PAGES 1
 
+/* a btree whose key is one uuid, ascending, ordered as uuid_cmp orders */
+static bool
+uuid_btree(Relation index)
+{
+	return index->rd_rel->relam == BTREE_AM_OID &&
+		IndexRelationGetNumberOfKeyAttributes(index) == 1 &&
+		TupleDescAttr(RelationGetDescr(index), 0)->atttypid == UUIDOID &&
+		index->rd_indoption[0] == 0 &&
+		index_getprocid(index, 1, BTORDER_PROC) == F_UUID_CMP;
+}
+
 static void
 walk_begin(WalkReader *w, Oid relid, bool forward)
 {
 	w->rel = table_open(relid, AccessShareLock);
 	w->index = index_open(catalog.walk_index[forward], AccessShareLock);
-	if (w->index->rd_rel->relam != BTREE_AM_OID ||
-		IndexRelationGetNumberOfKeyAttributes(w->index) != 1 ||
-		RelationGetDescr(w->index)->natts != WALK_ORDER ||
-		TupleDescAttr(RelationGetDescr(w->index), 0)->atttypid != UUIDOID ||
-		w->index->rd_indoption[0] != 0 ||
-		index_getprocid(w->index, 1, BTORDER_PROC) != F_UUID_CMP)
+	if (!uuid_btree(w->index) || RelationGetDescr(w->index)->natts != WALK_ORDER)
 		elog(ERROR, "plantsync: the genealogy walk index is not the btree on the near end that includes the columns a trace shows");
 	w->itupdesc = RelationGetDescr(w->index);
 	w->recent = recent_upper[forward];
@@ -598,18 +607,25 @@ walk_begin(WalkReader *w, Oid relid, bool forward)
 	PredicateLockRelation(w->rel, GetActiveSnapshot());
 }
 
+/* the pins a reader keeps on upper pages for its trace */
 static void
-walk_end(WalkReader *w)
+walk_end_upper(WalkReader *w)
 {
 	int			i;
 
+	for (i = 0; i < WALK_UPPER_LEVELS; i++)
+		if (BufferIsValid(w->upper_buf[i]))
+			ReleaseBuffer(w->upper_buf[i]);
+}
+
+static void
+walk_end(WalkReader *w)
+{
 	if (BufferIsValid(w->buf))
 		ReleaseBuffer(w->buf);
 	if (BufferIsValid(w->vmbuffer))
 		ReleaseBuffer(w->vmbuffer);
-	for (i = 0; i < WALK_UPPER_LEVELS; i++)
-		if (BufferIsValid(w->upper_buf[i]))
-			ReleaseBuffer(w->upper_buf[i]);
+	walk_end_upper(w);
 	table_index_fetch_end(w->fetch);
 	ExecDropSingleTupleTableSlot(w->slot);
 	index_close(w->index, AccessShareLock);
@@ -1384,11 +1400,10 @@ form_row(char *buf, const TraceNode *node, const ArrayType *path)
 
 /* ---------- the walk ---------- */
 
+/* the same by an index scan, for a primary key of another shape */
 static bool
-node_exists(Oid relid, pg_uuid_t *id)
+node_exists_scan(Relation rel, Relation index, const pg_uuid_t *id)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
-	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	ScanKeyData key;
@@ -1400,6 +1415,131 @@ node_exists(Oid relid, pg_uuid_t *id)
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * Whether a lot or serial with this id exists for the snapshot. Its primary
+ * key is read as the walk reads its index (upper pages from the buffers
+ * that held them last), and each version found is decided as an index-only
+ * scan decides it: by the visibility map, the table only for a page not all
+ * visible. An index scan's set-up and the table page it read were half of
+ * what this check cost, and it is a tenth of a short backward trace.
+ */
+#define PROBE_MAX_VERSIONS 64
+
+static bool
+node_exists(Oid relid, const pg_uuid_t *id, int recent)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	Snapshot	snapshot = GetActiveSnapshot();
+	WalkReader	w = {0};
+	ItemPointerData tids[PROBE_MAX_VERSIONS];
+	int			n = 0;
+	bool		overflow = false;
+	bool		found = false;
+	Buffer		vmbuffer = InvalidBuffer;
+	IndexFetchTableData *fetch = NULL;
+	TupleTableSlot *slot = NULL;
+	int			i;
+
+	if (!uuid_btree(index))
+	{
+		found = node_exists_scan(rel, index, id);
+		index_close(index, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return found;
+	}
+	w.index = index;
+	w.skey = _bt_mkscankey(index, NULL);
+	w.recent = recent_upper[recent];
+	walk_descend(&w, id);
+	if (!BufferIsValid(w.buf))
+		PredicateLockRelation(index, snapshot);	/* empty, as _bt_first locks it */
+	while (BufferIsValid(w.buf))
+	{
+		Page		page = BufferGetPage(w.buf);
+		BTPageOpaque opaque = BTPageGetOpaque(page);
+		OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
+		OffsetNumber off = leaf_search(page, P_FIRSTDATAKEY(opaque), maxoff, id->data);
+		BlockNumber next = opaque->btpo_next;
+		bool		more;
+
+		PredicateLockPage(index, BufferGetBlockNumber(w.buf), snapshot);
+		for (; off <= maxoff; off++)
+		{
+			ItemId		iid = PageGetItemId(page, off);
+			IndexTuple	itup = (IndexTuple) PageGetItem(page, iid);
+			int			k;
+
+			if (!key_equal(tuple_key(itup), id->data))
+				break;
+			if (ItemIdIsDead(iid))
+				continue;
+			if (!BTreeTupleIsPosting(itup))
+			{
+				if (n < PROBE_MAX_VERSIONS)
+					tids[n++] = itup->t_tid;
+				else
+					overflow = true;
+				continue;
+			}
+			for (k = 0; k < BTreeTupleGetNPosting(itup); k++)
+			{
+				if (n < PROBE_MAX_VERSIONS)
+					tids[n++] = *BTreeTupleGetPostingN(itup, k);
+				else
+					overflow = true;
+			}
+		}
+		/* versions of the key may go on on the right sibling */
+		more = off > maxoff && !P_RIGHTMOST(opaque) &&
+			key_equal(tuple_key((IndexTuple) PageGetItem(page, PageGetItemId(page, P_HIKEY))), id->data);
+		/* the pin stays while the versions are decided, as in an index-only scan */
+		_bt_unlockbuf(index, w.buf);
+		if (!more)
+			break;
+		walk_step_right(&w, next);
+	}
+	pgstat_count_index_tuples(index, n);
+
+	for (i = 0; i < n && !found && !overflow; i++)
+	{
+		BlockNumber block = ItemPointerGetBlockNumber(&tids[i]);
+
+		if (VM_ALL_VISIBLE(rel, block, &vmbuffer))
+		{
+			/* what an index-only scan locks for a serializable transaction */
+			PredicateLockPage(rel, block, snapshot);
+			found = true;
+		}
+		else
+		{
+			bool		call_again = false;
+			bool		all_dead = false;
+
+			if (fetch == NULL)
+			{
+				fetch = table_index_fetch_begin(rel);
+				slot = table_slot_create(rel, NULL);
+			}
+			pgstat_count_heap_fetch(index);
+			found = table_index_fetch_tuple(fetch, &tids[i], snapshot, slot, &call_again, &all_dead);
+		}
+	}
+	if (fetch != NULL)
+	{
+		table_index_fetch_end(fetch);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	if (BufferIsValid(vmbuffer))
+		ReleaseBuffer(vmbuffer);
+	walk_end_upper(&w);
+	if (BufferIsValid(w.buf))
+		ReleaseBuffer(w.buf);
+	if (overflow)
+		found = node_exists_scan(rel, index, id);
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return found;
@@ -1492,7 +1632,7 @@ trace(FunctionCallInfo fcinfo, bool forward)
 		}
 	}
 	else
-		found = node_exists(lot_relid, &start) || node_exists(serial_relid, &start);
+		found = node_exists(lot_relid, &start, RECENT_LOT_KEY) || node_exists(serial_relid, &start, RECENT_SERIAL_KEY);
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
