@@ -22,7 +22,18 @@ bench_start() {
     build_and_install || die "make or make install failed"
     start_cluster || die "the throwaway cluster did not start"
     BENCH_DB=$db
+    bench_plant "$db"
+}
+
+# bench_plant DB [SETTINGS]: creates database DB (with SETTINGS, e.g.
+# "plantsync.delivery_enabled = off", set on it before the extension is
+# created) and in it the extension and the plant bench_start describes.
+bench_plant() {
+    local db=$1 settings=${2:-}
     psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $db"
+    if [[ -n $settings ]]; then
+        psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "ALTER DATABASE $db SET $settings"
+    fi
     psql -X -q -v ON_ERROR_STOP=1 -d "$db" <<SQL
 CREATE EXTENSION plantsync;
 SET plantsync.source_system = 'hub';
