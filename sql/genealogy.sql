@@ -275,3 +275,17 @@ RESET ROLE;
 REVOKE ALL ON plantsync.lot, plantsync.serial FROM regress_genealogy_user;
 REVOKE ALL ON SCHEMA plantsync FROM regress_genealogy_user;
 DROP ROLE regress_genealogy_user;
+-- The walk reads index pages itself: they are counted in the statistics as
+-- ReadBuffer counts them, each a read, a hit or not (idx_blks_read is
+-- reads minus hits, and went below zero when hits alone were counted).
+SELECT pg_stat_reset_single_table_counters(i) FROM unnest(ARRAY['plantsync.genealogy_link_parent_idx'::regclass,
+    'plantsync.genealogy_link_child_idx'::regclass, 'plantsync.lot_pkey'::regclass]) i;
+SELECT count(*) > 0 AS rows_traced
+  FROM (SELECT id FROM plantsync.lot ORDER BY id LIMIT 300) l,
+       LATERAL (SELECT * FROM plantsync.trace_backward(l.id) UNION ALL SELECT * FROM plantsync.trace_forward(l.id)) t;
+SELECT pg_stat_force_next_flush();
+SELECT indexrelname, idx_blks_hit > 0 AS hits_counted, idx_blks_read >= 0 AS reads_not_negative
+  FROM pg_statio_all_indexes
+ WHERE indexrelid IN ('plantsync.genealogy_link_parent_idx'::regclass, 'plantsync.genealogy_link_child_idx'::regclass,
+                      'plantsync.lot_pkey'::regclass)
+ ORDER BY indexrelname;

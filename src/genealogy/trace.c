@@ -29,6 +29,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
@@ -632,6 +633,18 @@ walk_end(WalkReader *w)
 	table_close(w->rel, AccessShareLock);
 }
 
+/*
+ * An item marked dead (LP_DEAD) is dead to every transaction of the server
+ * that marked it; a hot standby may receive the mark in a full-page image
+ * while its snapshots still see the version, so there, as in nbtree's own
+ * scans, killed items are read like the others.
+ */
+static inline bool
+item_killed(ItemId iid)
+{
+	return ItemIdIsDead(iid) && !TransactionStartedDuringRecovery();
+}
+
 /* the key (near end) of a leaf or pivot tuple: never null, never truncated */
 static inline const uint8 *
 tuple_key(IndexTuple itup)
@@ -844,6 +857,8 @@ upper_page(WalkReader *w, uint32 level, BlockNumber block)
 			ReadRecentBuffer(w->index->rd_node, MAIN_FORKNUM, block, recent->buf))
 		{
 			w->upper_buf[level - 1] = recent->buf;
+			/* counted as ReadBuffer counts a hit: a read that was a hit */
+			pgstat_count_buffer_read(w->index);
 			pgstat_count_buffer_hit(w->index);
 		}
 		else
@@ -855,7 +870,10 @@ upper_page(WalkReader *w, uint32 level, BlockNumber block)
 		w->upper_block[level - 1] = block;
 	}
 	else
+	{
+		pgstat_count_buffer_read(w->index);
 		pgstat_count_buffer_hit(w->index);
+	}
 	buf = w->upper_buf[level - 1];
 	IncrBufferRefCount(buf);
 	_bt_lockbuf(w->index, buf, BT_READ);
@@ -1194,7 +1212,7 @@ walk_level(Trace *t, WalkReader *w, int *frontier, int n, int depth)
 				 * Killed: dead to every transaction. Most links lead to a
 				 * lot reached before: only the others are kept.
 				 */
-				if (!ItemIdIsDead(iid) &&
+				if (!item_killed(iid) &&
 					visited_lookup(t->visited, *(const pg_uuid_t *) (tuple_key(itup) + UUID_LEN)) == NULL)
 					keep_found(w, itup, keys[pos].node);
 			}
@@ -1419,6 +1437,50 @@ node_exists_scan(Relation rel, Relation index, const pg_uuid_t *id)
 }
 
 /*
+ * What decides the versions a probe found: the visibility map, and the
+ * table for a page not all visible.
+ */
+typedef struct VersionCheck
+{
+	Relation	rel;
+	Relation	index;
+	Snapshot	snapshot;
+	Buffer		vmbuffer;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+} VersionCheck;
+
+/* Whether one of these index entries' versions is visible to the snapshot. */
+static bool
+versions_visible(VersionCheck *c, ItemPointerData *tids, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		BlockNumber block = ItemPointerGetBlockNumber(&tids[i]);
+		bool		call_again = false;
+		bool		all_dead = false;
+
+		if (VM_ALL_VISIBLE(c->rel, block, &c->vmbuffer))
+		{
+			/* what an index-only scan locks for a serializable transaction */
+			PredicateLockPage(c->rel, block, c->snapshot);
+			return true;
+		}
+		if (c->fetch == NULL)
+		{
+			c->fetch = table_index_fetch_begin(c->rel);
+			c->slot = table_slot_create(c->rel, NULL);
+		}
+		pgstat_count_heap_fetch(c->index);
+		if (table_index_fetch_tuple(c->fetch, &tids[i], c->snapshot, c->slot, &call_again, &all_dead))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Whether a lot or serial with this id exists for the snapshot. Its primary
  * key is read as the walk reads its index (upper pages from the buffers
  * that held them last), and each version found is decided as an index-only
@@ -1433,16 +1495,12 @@ node_exists(Oid relid, const pg_uuid_t *id, int recent)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	Relation	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-	Snapshot	snapshot = GetActiveSnapshot();
 	WalkReader	w = {0};
+	VersionCheck check = {0};
 	ItemPointerData tids[PROBE_MAX_VERSIONS];
-	int			n = 0;
+	int64		entries = 0;
 	bool		overflow = false;
 	bool		found = false;
-	Buffer		vmbuffer = InvalidBuffer;
-	IndexFetchTableData *fetch = NULL;
-	TupleTableSlot *slot = NULL;
-	int			i;
 
 	if (!uuid_btree(index))
 	{
@@ -1451,12 +1509,15 @@ node_exists(Oid relid, const pg_uuid_t *id, int recent)
 		table_close(rel, AccessShareLock);
 		return found;
 	}
+	check.rel = rel;
+	check.index = index;
+	check.snapshot = GetActiveSnapshot();
 	w.index = index;
 	w.skey = _bt_mkscankey(index, NULL);
 	w.recent = recent_upper[recent];
 	walk_descend(&w, id);
 	if (!BufferIsValid(w.buf))
-		PredicateLockRelation(index, snapshot);	/* empty, as _bt_first locks it */
+		PredicateLockRelation(index, check.snapshot);	/* empty, as _bt_first locks it */
 	while (BufferIsValid(w.buf))
 	{
 		Page		page = BufferGetPage(w.buf);
@@ -1464,9 +1525,10 @@ node_exists(Oid relid, const pg_uuid_t *id, int recent)
 		OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
 		OffsetNumber off = leaf_search(page, P_FIRSTDATAKEY(opaque), maxoff, id->data);
 		BlockNumber next = opaque->btpo_next;
+		int			n = 0;
 		bool		more;
 
-		PredicateLockPage(index, BufferGetBlockNumber(w.buf), snapshot);
+		PredicateLockPage(index, BufferGetBlockNumber(w.buf), check.snapshot);
 		for (; off <= maxoff; off++)
 		{
 			ItemId		iid = PageGetItemId(page, off);
@@ -1475,7 +1537,7 @@ node_exists(Oid relid, const pg_uuid_t *id, int recent)
 
 			if (!key_equal(tuple_key(itup), id->data))
 				break;
-			if (ItemIdIsDead(iid))
+			if (item_killed(iid))
 				continue;
 			if (!BTreeTupleIsPosting(itup))
 			{
@@ -1496,45 +1558,31 @@ node_exists(Oid relid, const pg_uuid_t *id, int recent)
 		/* versions of the key may go on on the right sibling */
 		more = off > maxoff && !P_RIGHTMOST(opaque) &&
 			key_equal(tuple_key((IndexTuple) PageGetItem(page, PageGetItemId(page, P_HIKEY))), id->data);
-		/* the pin stays while the versions are decided, as in an index-only scan */
 		_bt_unlockbuf(index, w.buf);
-		if (!more)
+		entries += n;
+		if (overflow)
+			break;
+
+		/*
+		 * A page's versions are decided while it is still pinned, as an
+		 * index-only scan does it: without the pin, VACUUM could remove an
+		 * entry, free its table item and mark the page all visible before
+		 * the map is read, and a deleted lot would seem to exist.
+		 */
+		found = versions_visible(&check, tids, n);
+		if (found || !more)
 			break;
 		walk_step_right(&w, next);
 	}
-	pgstat_count_index_tuples(index, n);
+	pgstat_count_index_tuples(index, entries);
 
-	for (i = 0; i < n && !found && !overflow; i++)
+	if (check.fetch != NULL)
 	{
-		BlockNumber block = ItemPointerGetBlockNumber(&tids[i]);
-
-		if (VM_ALL_VISIBLE(rel, block, &vmbuffer))
-		{
-			/* what an index-only scan locks for a serializable transaction */
-			PredicateLockPage(rel, block, snapshot);
-			found = true;
-		}
-		else
-		{
-			bool		call_again = false;
-			bool		all_dead = false;
-
-			if (fetch == NULL)
-			{
-				fetch = table_index_fetch_begin(rel);
-				slot = table_slot_create(rel, NULL);
-			}
-			pgstat_count_heap_fetch(index);
-			found = table_index_fetch_tuple(fetch, &tids[i], snapshot, slot, &call_again, &all_dead);
-		}
+		table_index_fetch_end(check.fetch);
+		ExecDropSingleTupleTableSlot(check.slot);
 	}
-	if (fetch != NULL)
-	{
-		table_index_fetch_end(fetch);
-		ExecDropSingleTupleTableSlot(slot);
-	}
-	if (BufferIsValid(vmbuffer))
-		ReleaseBuffer(vmbuffer);
+	if (BufferIsValid(check.vmbuffer))
+		ReleaseBuffer(check.vmbuffer);
 	walk_end_upper(&w);
 	if (BufferIsValid(w.buf))
 		ReleaseBuffer(w.buf);
