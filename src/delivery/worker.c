@@ -879,6 +879,15 @@ start_request(Request *req, const char *url, const char *idempotency_key)
 	set_safe_options(easy, req->ep, req->ep->timeout_ms, req);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+
+	/*
+	 * A burst of requests to a server not yet connected would otherwise open
+	 * a connection each before the first one's TLS handshake tells whether
+	 * the server multiplexes: with this, they wait for that answer and go as
+	 * streams of one HTTP/2 connection, or open kept-alive HTTP/1.1
+	 * connections (up to max_in_flight) once it is known there is no HTTP/2.
+	 */
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);

@@ -46,6 +46,7 @@ make_easy(const char *url, const char *body, struct curl_slist *headers, CURL *e
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, discard);
 	return easy;

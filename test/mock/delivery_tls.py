@@ -14,29 +14,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_support import E2E, TOP  # noqa: E402
+from e2e_support import E2E, TOP, make_pki  # noqa: E402
 
 T = E2E("e2e_tls")
 check, psql = T.check, T.psql
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_pki(d):
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=plantsync test CA",
-            "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
-    for name, cn in (("server", "localhost"), ("client", "plantsync")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-        with open(os.path.join(d, f"{name}.ext"), "w") as f:
-            f.write("subjectAltName=DNS:localhost\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext", cwd=d)
-    # the database server reads these files as its own OS user
-    os.chmod(d, 0o755)
-    for f in os.listdir(d):
-        os.chmod(os.path.join(d, f), 0o644)
 
 
 def start_server(d, require_client):

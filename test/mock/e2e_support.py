@@ -12,6 +12,27 @@ import urllib.request
 TOP = os.environ["PLANTSYNC_TOP"]
 
 
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(d):
+    """A test CA in d (ca.crt), a server certificate for localhost signed by
+    it (server.crt, server.key) and a client certificate (client.crt,
+    client.key), all readable by the database server's OS user."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=plantsync test CA",
+            "-keyout", "ca.key", "-out", "ca.crt", cwd=d)
+    for name, cn in (("server", "localhost"), ("client", "plantsync")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext", cwd=d)
+    os.chmod(d, 0o755)
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
+
+
 class E2E:
     def __init__(self, db):
         self.db = db
