@@ -35,10 +35,40 @@ INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, batch_by
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size, batch_by)
 VALUES ('x', 'orders.*', 'erp', 'batched', 100, 10, 'shift');
 \echo :SQLSTATE
-\set VERBOSITY terse
-INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('ftp', 'erp', 'ftp://example/');
+-- Bad endpoints: each error names the setting and the endpoint; a URL with
+-- a user and a header value (either may hold a credential) are not repeated.
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('bad', 'erp', 'ftp://example/');
 \echo :SQLSTATE
-\set VERBOSITY default
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('bad', 'erp', 'https://erp:s3cret@erp.example.com/api');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('bad', 'erp', 'https:///api');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('bad', 'erp', 'https://erp.example.com/a b');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('bad', 'erp', 'http://erp.example.com/api');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, auth_type, token_url)
+VALUES ('bad', 'erp', 'https://erp.example.com/api', 'oauth2_client_credentials', 'http://idp.example.com/token');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, path_template) VALUES ('bad', 'erp', 'https://erp.example.com', '/stock entry');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers) VALUES ('bad', 'erp', 'https://erp.example.com', '["X-Plant"]');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers) VALUES ('bad', 'erp', 'https://erp.example.com', '{"X Plant": "P100"}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers) VALUES ('bad', 'erp', 'https://erp.example.com', '{"X-Plant": 100}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers)
+VALUES ('bad', 'erp', 'https://erp.example.com', jsonb_build_object('X-Plant', E'P100\r\nX-Injected: 1'));
+\echo :SQLSTATE
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers) VALUES ('bad', 'erp', 'https://erp.example.com', '{"Idempotency-Key": "fixed"}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers) VALUES ('bad', 'erp', 'https://erp.example.com', '{"Authorization": "Bearer abc"}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, auth_type, auth_header)
+VALUES ('bad', 'erp', 'https://erp.example.com', 'api_key', E'X-Key\r\nX-Injected: 1');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, auth_type, auth_username) VALUES ('bad', 'erp', 'https://erp.example.com', 'basic', 'erp:user');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, retry_schedule) VALUES ('bad', 'erp', 'https://erp.example.com', '{}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, retry_schedule) VALUES ('bad', 'erp', 'https://erp.example.com', '{0, -5 s}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, retry_schedule) VALUES ('bad', 'erp', 'https://erp.example.com', '{0, NULL}');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, circuit_probe_interval) VALUES ('bad', 'erp', 'https://erp.example.com', '0');
+-- an update is checked alike, and leaves the row as it was
+UPDATE plantsync.endpoint SET headers = '{"X-Plant": "P100\nX-Injected: 1"}' WHERE endpoint_id = 'erp';
+UPDATE plantsync.endpoint SET allow_plain_http = false WHERE endpoint_id = 'erp';
+SELECT count(*) AS bad_endpoints FROM plantsync.endpoint WHERE endpoint_id = 'bad';
+SELECT base_url, allow_plain_http, headers FROM plantsync.endpoint WHERE endpoint_id = 'erp';
+-- a tab is a header value's only control character
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, headers) VALUES ('tab', 'erp', 'https://erp.example.com', '{"X-Note": "a\tb"}');
+DELETE FROM plantsync.endpoint WHERE endpoint_id = 'tab';
 
 -- The ERP releases an order: one event, delivered to two endpoints.
 SET plantsync.source_system = 'erp';

@@ -198,6 +198,107 @@ COMMENT ON COLUMN plantsync.endpoint.enabled IS 'Whether deliveries to it are se
 COMMENT ON COLUMN plantsync.endpoint.disabled_reason IS 'Why it was disabled.';
 COMMENT ON COLUMN plantsync.endpoint.created_at IS 'When it was configured.';
 
+-- An endpoint's settings checked one by one before the constraints (which
+-- stay as the backstop), so that a mistake gets an error naming the setting
+-- and the endpoint. Values that may carry a credential (URLs with a user,
+-- header values) are never repeated in the message.
+CREATE FUNCTION plantsync.check_endpoint() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    url record;
+    h record;
+    name_lc text;
+    i integer;
+BEGIN
+    FOR url IN SELECT * FROM (VALUES ('base_url', NEW.base_url), ('token_url', NEW.token_url)) v(field, value)
+                WHERE v.value IS NOT NULL LOOP
+        IF url.value ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@' THEN
+            RAISE EXCEPTION '% of endpoint "%" carries credentials (user@host)', url.field, NEW.endpoint_id
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Take them out of the URL: use auth_type with the secret in plantsync.endpoint_secret.';
+        END IF;
+        IF url.value !~ '^https?://' THEN
+            RAISE EXCEPTION '% "%" of endpoint "%" is not an http or https URL', url.field, url.value, NEW.endpoint_id
+                USING ERRCODE = 'check_violation', HINT = 'Write it as https://host[:port][/path].';
+        END IF;
+        IF url.value ~ '[[:space:][:cntrl:]]' OR url.value !~ '^https?://[^/?#]+' THEN
+            RAISE EXCEPTION '% of endpoint "%" has no host or contains white space or control characters', url.field, NEW.endpoint_id
+                USING ERRCODE = 'check_violation';
+        END IF;
+        IF url.value ~ '^http://' AND NOT NEW.allow_plain_http THEN
+            RAISE EXCEPTION '% "%" of endpoint "%" is plain http', url.field, url.value, NEW.endpoint_id
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Use https, or set allow_plain_http = true for an endpoint on a trusted network, such as an adapter on the same host.';
+        END IF;
+    END LOOP;
+    IF NEW.path_template ~ '[[:space:][:cntrl:]]' THEN
+        RAISE EXCEPTION 'path_template "%" of endpoint "%" contains white space or control characters', NEW.path_template, NEW.endpoint_id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.headers IS NOT NULL AND jsonb_typeof(NEW.headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers of endpoint "%" must be a JSON object of names and strings, not %', NEW.endpoint_id, jsonb_typeof(NEW.headers)
+            USING ERRCODE = 'check_violation', HINT = 'For example {"X-Plant": "P100"}.';
+    END IF;
+    FOR h IN SELECT * FROM jsonb_each(COALESCE(NEW.headers, '{}'))
+             UNION ALL
+             SELECT NEW.auth_header, NULL WHERE NEW.auth_header IS NOT NULL LOOP
+        -- a header name is a token (RFC 9110)
+        IF h.key !~ '^[-!#$%&''*+.^_`|~0-9A-Za-z]+$' THEN
+            -- as a JSON string: a line break in it is shown, not made
+            RAISE EXCEPTION 'header name % of endpoint "%" is not valid', to_jsonb(h.key)::text, NEW.endpoint_id
+                USING ERRCODE = 'check_violation',
+                      HINT = 'A header name is letters, digits and !#$%&''*+-.^_`|~, without spaces or a colon.';
+        END IF;
+        name_lc := lower(h.key);
+        IF name_lc IN ('idempotency-key', 'webhook-id', 'webhook-timestamp', 'webhook-signature',
+                       'content-length', 'transfer-encoding', 'connection') THEN
+            RAISE EXCEPTION 'header "%" of endpoint "%" is set by plantsync itself', h.key, NEW.endpoint_id
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Idempotency-Key and the webhook-* headers say which delivery a request is; the others frame the request.';
+        END IF;
+        IF name_lc IN ('authorization', 'proxy-authorization', 'cookie') THEN
+            RAISE EXCEPTION 'header "%" of endpoint "%" would keep a credential where operators and auditors can read it', h.key, NEW.endpoint_id
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Use auth_type (bearer, basic, api_key, erpnext_token, oauth2_client_credentials, sap_csrf) with the secret in plantsync.endpoint_secret.';
+        END IF;
+        CONTINUE WHEN h.value IS NULL;
+        IF jsonb_typeof(h.value) <> 'string' THEN
+            RAISE EXCEPTION 'header "%" of endpoint "%" must be a string, not %', h.key, NEW.endpoint_id, jsonb_typeof(h.value)
+                USING ERRCODE = 'check_violation';
+        END IF;
+        -- a line break would start another header (request splitting)
+        IF h.value #>> '{}' ~ '[\x01-\x08\x0a-\x1f\x7f]' THEN
+            RAISE EXCEPTION 'header "%" of endpoint "%" contains CR, LF or another control character', h.key, NEW.endpoint_id
+                USING ERRCODE = 'check_violation', HINT = 'A header value is one line of text; a tab is the only control character allowed.';
+        END IF;
+    END LOOP;
+    IF NEW.auth_username ~ '[:[:cntrl:]]' THEN
+        RAISE EXCEPTION 'auth_username of endpoint "%" contains a colon or a control character', NEW.endpoint_id
+            USING ERRCODE = 'check_violation', HINT = 'Basic authentication puts a colon between the user name and the password.';
+    END IF;
+    IF cardinality(NEW.retry_schedule) = 0 THEN
+        RAISE EXCEPTION 'retry_schedule of endpoint "%" is empty', NEW.endpoint_id
+            USING ERRCODE = 'check_violation', HINT = 'Give at least the delay of the first attempt, normally 0.';
+    END IF;
+    FOR i IN 1 .. COALESCE(cardinality(NEW.retry_schedule), 0) LOOP
+        IF NEW.retry_schedule[i] IS NULL OR NEW.retry_schedule[i] < interval '0' THEN
+            RAISE EXCEPTION 'retry_schedule of endpoint "%": delay % is %', NEW.endpoint_id, i, COALESCE(NEW.retry_schedule[i]::text, 'missing')
+                USING ERRCODE = 'check_violation', HINT = 'Each delay is an interval of 0 or more.';
+        END IF;
+    END LOOP;
+    IF NEW.circuit_probe_interval <= interval '0' THEN
+        RAISE EXCEPTION 'circuit_probe_interval of endpoint "%" must be positive, not %', NEW.endpoint_id, NEW.circuit_probe_interval
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_endpoint() IS 'Trigger function: checks an endpoint''s URLs, headers, user name and schedules before the constraints do, with errors that name the setting and the endpoint (and never repeat a value that may carry a credential).';
+CREATE TRIGGER plantsync_check_endpoint BEFORE INSERT OR UPDATE ON plantsync.endpoint
+    FOR EACH ROW EXECUTE FUNCTION plantsync.check_endpoint();
+
 CREATE TABLE plantsync.endpoint_secret (
     endpoint_id text NOT NULL REFERENCES plantsync.endpoint ON DELETE CASCADE,
     name text NOT NULL
