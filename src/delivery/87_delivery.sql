@@ -49,6 +49,8 @@ AS $$
 DECLARE
     n integer;
     h record;
+    handler_error text;
+    handler_state text;
 BEGIN
     WITH o AS (
         SELECT * FROM unnest(ids, created, outcomes, status_codes, errors, next_attempts, attempted, latencies, responses)
@@ -67,22 +69,36 @@ BEGIN
     SELECT id, attempted_at, attempts, endpoint_id, outcome, status_code, latency, error, left(response, 2000) FROM upd;
     GET DIAGNOSTICS n = ROW_COUNT;
 
-    -- Response handlers see each delivered request's response.
+    -- Response handlers see each delivered request's whole response (one
+    -- cut at max_response_bytes comes with an error and is not handed on).
     IF NOT EXISTS (SELECT 1 FROM plantsync.endpoint e WHERE e.response_handler IS NOT NULL) THEN
         RETURN n;
     END IF;
-    FOR h IN SELECT e.response_handler, o.id, o.status_code, o.response
-               FROM unnest(ids, created, outcomes, status_codes, responses) AS o(id, created, outcome, status_code, response)
+    FOR h IN SELECT e.response_handler, o.id, o.created, o.status_code, o.response, o.attempted_at
+               FROM unnest(ids, created, outcomes, status_codes, responses, errors, attempted)
+                    AS o(id, created, outcome, status_code, response, error, attempted_at)
                JOIN plantsync.delivery d ON d.id = o.id AND d.created_at = o.created
                JOIN plantsync.endpoint e ON e.endpoint_id = d.endpoint_id
-              WHERE o.outcome = 'delivered' AND e.response_handler IS NOT NULL LOOP
-        EXECUTE format('SELECT %s($1, $2, $3)', h.response_handler) USING h.id, h.status_code, h.response;
+              WHERE o.outcome = 'delivered' AND o.error IS NULL AND e.response_handler IS NOT NULL LOOP
+        -- A handler that fails must not undo the settling of every outcome
+        -- of the batch (all would be sent again, and fail again): the
+        -- delivery stays delivered, sent once, and says what went wrong.
+        BEGIN
+            EXECUTE format('SELECT %s($1, $2, $3)', h.response_handler) USING h.id, h.status_code, h.response;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS handler_error = MESSAGE_TEXT, handler_state = RETURNED_SQLSTATE;
+            handler_error := format('the response handler %s failed: %s (SQLSTATE %s)', h.response_handler, handler_error, handler_state);
+            UPDATE plantsync.delivery d SET last_error = handler_error WHERE d.id = h.id AND d.created_at = h.created;
+            UPDATE plantsync.delivery_attempt a SET error = handler_error
+             WHERE a.delivery_id = h.id AND a.attempted_at = h.attempted_at;
+            RAISE WARNING 'plantsync: delivery %: %', h.id, handler_error;
+        END;
     END LOOP;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION plantsync.settle_deliveries(uuid[], timestamptz[], text[], integer[], text[], timestamptz[], timestamptz[], integer[], text[]) IS
-'Used by the delivery workers: records the outcomes of a batch of attempts (delivered, retrying with the next attempt time, dead) and calls the endpoints'' response handlers, in one transaction.';
+'Used by the delivery workers: records the outcomes of a batch of attempts (delivered, retrying with the next attempt time, dead) and calls the endpoints'' response handlers, in one transaction; a handler that fails leaves its delivery delivered with the handler''s error in last_error and in the attempt record.';
 
 CREATE FUNCTION plantsync.release_orphaned_claims(live_pids integer[])
 RETURNS integer

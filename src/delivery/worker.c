@@ -610,11 +610,19 @@ write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t		room = req->ep->max_response_bytes > req->response.len ?
 		req->ep->max_response_bytes - req->response.len : 0;
 
-	/* keep at most max_response_bytes; drain (and drop) the rest */
+	/*
+	 * Keep at most max_response_bytes and stop reading there: a server that
+	 * streams without end must not hold the request until its timeout (and
+	 * have it retried) or fill the worker's memory. The transfer ends with
+	 * CURLE_WRITE_ERROR and the truncated flag; its status still counts.
+	 */
 	if (room > 0)
 		appendBinaryStringInfo(&req->response, data, Min(len, room));
 	if (len > room)
+	{
 		req->truncated = true;
+		return 0;
+	}
 	return len;
 }
 
@@ -1596,24 +1604,34 @@ finish_delivery(Request *req, CURLcode result)
 	bool		failure = true;
 	char	   *error = NULL;
 	char	   *disable = NULL;
+	bool		answered;
 	int			k;
 
-	if (result == CURLE_OK)
+	/* a response cut at max_response_bytes was answered all the same */
+	answered = result == CURLE_OK || (result == CURLE_WRITE_ERROR && req->truncated);
+	if (answered)
 		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
 	else
 		error = psprintf("%s%s%s", curl_easy_strerror(result), req->errbuf[0] ? ": " : "", req->errbuf);
 
 	if (req->poll_id)
 	{
-		finish_poll(req, result == CURLE_OK ? (int) status : 0, error);
+		finish_poll(req, answered ? (int) status : 0, error);
 		return;
 	}
 	if (req->blocked)
 		error = psprintf("the endpoint's host resolved to an address outside allowed_networks: nothing was sent");
-	else if (result != CURLE_OK)
+	else if (!answered)
 		retryable = true;
 	else if (status >= 200 && status < 300)
+	{
 		failure = false;
+		/* the server took it; what it said is only partly known */
+		if (req->truncated)
+			error = psprintf("the response is larger than the endpoint's max_response_bytes (%d): its first %d bytes are kept, "
+							 "the rest was not read, and the response handler was not called",
+							 ep->max_response_bytes, ep->max_response_bytes);
+	}
 	else if (status == 408 || status == 425 || status == 429 || status >= 500)
 	{
 		retryable = true;

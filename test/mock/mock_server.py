@@ -7,10 +7,13 @@ recorded (method, path, headers, body, time) and answered by the script:
   POST /_script  {"rules": [{"path": "/erp", "responses": [R, R, ...]}],
                   "record_bodies": true}
       R = {"status": 200, "headers": {...}, "body": "..." or {...},
-           "delay_ms": 0, "action": "respond" | "reset" | "hang"}
+           "delay_ms": 0, "action": "respond" | "reset" | "hang" | "stream"}
+      ("stream": a status line and a body that never ends, until the
+      client hangs up or 120 s have passed)
       Responses of a rule are used in turn; the last one repeats.
   GET  /_requests  the recorded requests, as JSON
   GET  /_count     how many requests were recorded
+  GET  /_streamed  the endless bodies: path, bytes sent, when the client left
   POST /_reset     forget requests and script
 Without a matching rule the answer is 200 {"data": {"name": "DOC-<n>"}}.
 
@@ -30,6 +33,7 @@ LOCK = threading.Lock()
 REQUESTS = []
 RULES = []
 COUNTERS = {}
+STREAMED = []
 RECORD_BODIES = True
 
 
@@ -57,11 +61,16 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 data = json.dumps(REQUESTS).encode()
             self._send(200, data, {"Content-Type": "application/json"})
+        elif self.path == "/_streamed":
+            with LOCK:
+                data = json.dumps(STREAMED).encode()
+            self._send(200, data, {"Content-Type": "application/json"})
         elif self.path == "/_reset":
             with LOCK:
                 REQUESTS.clear()
                 RULES = []
                 COUNTERS.clear()
+                STREAMED.clear()
             self._send(204)
         elif self.path == "/_script":
             with LOCK:
@@ -107,6 +116,27 @@ class Handler(BaseHTTPRequestHandler):
             return
         if action == "hang":
             time.sleep(3600)
+            return
+        if action == "stream":
+            # a body without end (no length, the connection closes it): how
+            # much the client took before it hung up is counted in STREAMED
+            self.send_response(response.get("status", 200))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            chunk = b"x" * 16384
+            sent = 0
+            deadline = time.time() + 120
+            try:
+                while time.time() < deadline:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            with LOCK:
+                STREAMED.append({"path": self.path, "bytes": sent, "ended": time.time()})
             return
         payload = response.get("body", "")
         if not isinstance(payload, str):

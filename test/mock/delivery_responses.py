@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""End-to-end test of what a worker does with answers beyond the plain ones:
+
+- 408 Request Timeout and 425 Too Early are retried;
+- a response larger than the endpoint's max_response_bytes is cut there
+  while it streams: a 2xx is delivered, with the cut said in last_error and
+  the response handler not called (it would see half a document); a 5xx
+  with a large body is still a 5xx, retried; a body without end does not
+  hold the request until its timeout;
+- a response handler that fails leaves its delivery delivered and sent
+  once, with the handler's error on the delivery and its attempt, while the
+  other outcomes settled with it stand and the worker keeps running.
+
+Run by test/e2e/delivery_responses.sh with the cluster in PG* variables.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_support import E2E  # noqa: E402
+
+T = E2E("e2e_responses")
+check, psql, mock, wait_for = T.check, T.psql, T.mock, T.wait_for
+CAP = 1000
+ORDERS = ["O-408", "O-425", "O-BIG", "O-BIG503", "O-ENDLESS", "O-BAD", "O-GOOD"]
+
+
+def settled():
+    return psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'resp' "
+                "AND status IN ('pending', 'retrying', 'in_flight')") == "0"
+
+
+def delivery(order):
+    row = psql(f"""SELECT d.status, d.attempts, coalesce(d.last_error, ''), d.id
+                     FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id
+                    WHERE d.endpoint_id = 'resp' AND e.order_number = '{order}'""")
+    status, attempts, error, did = row.split("|")
+    return status, int(attempts), error, did
+
+
+def attempts_of(did):
+    rows = psql(f"""SELECT string_agg(format('%s|%s|%s|%s|%s', attempt, outcome, coalesce(status_code, 0), latency_ms,
+                                            coalesce(length(response_excerpt), 0)), ';' ORDER BY attempt)
+                      FROM plantsync.delivery_attempt WHERE delivery_id = '{did}'""")
+    return [a.split("|") for a in rows.split(";")] if rows else []
+
+
+def run(t):
+    psql("CREATE EXTENSION plantsync")
+    wait_for("worker", lambda: psql("SELECT count(*) FROM plantsync.worker_status") == "1", 15)
+    pid = psql("SELECT pid FROM plantsync.worker_status")
+    mock("/_script", {"rules": [
+        {"path": "/resp/O-408", "responses": [{"status": 408}, {"status": 200}]},
+        {"path": "/resp/O-425", "responses": [{"status": 425}, {"status": 200}]},
+        {"path": "/resp/O-BIG503", "responses": [{"status": 503, "body": "y" * 300000}, {"status": 200}]},
+        {"path": "/resp/O-BIG", "responses": [{"status": 200, "body": '{"data": {"name": "' + "z" * 300000 + '"}}'}]},
+        {"path": "/resp/O-ENDLESS", "responses": [{"action": "stream"}]},
+        {"path": "/resp/O-BAD", "responses": [{"status": 200, "body": "<html>maintenance page</html>"}]},
+    ]})
+    psql(f"""
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.site (site_id, name) VALUES ('P1', 'Plant');
+CREATE TABLE public.erp_document (delivery_id uuid, document text);
+CREATE FUNCTION public.keep_document(d uuid, code integer, response text) RETURNS void LANGUAGE sql
+    AS $f$ INSERT INTO public.erp_document VALUES (d, response::jsonb->'data'->>'name') $f$;
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, path_template, timeout_ms,
+                                retry_schedule, max_response_bytes, response_handler)
+VALUES ('resp', 'erp', 'http://127.0.0.1:{t.port}/resp', true, '/{{order}}', 20000, '{{0, 200 ms, 200 ms}}', {CAP},
+        'public.keep_document');
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('resp-orders', 'production_order.released', 'resp');
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.material (site_id, material_number, description, base_uom) VALUES ('P1', 'M', 'M', 'KG');
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
+       unnest(ARRAY[{", ".join(f"'{o}'" for o in ORDERS)}]) o;
+""")
+    started = time.time()
+    check("every delivery settles", wait_for("resp settled", settled, 30))
+    took = time.time() - started
+
+    for order in ("O-408", "O-425"):
+        got = delivery(order)
+        check(f"{order[2:]}: retried, then delivered", got[:2] == ("delivered", 2), str(got[:3]))
+
+    status, attempts, error, did = delivery("O-BIG")
+    att = attempts_of(did)
+    check("a 2xx response over max_response_bytes: delivered once, the cut said in last_error",
+          (status, attempts) == ("delivered", 1) and f"max_response_bytes ({CAP})" in error, f"{status} {attempts} {error!r}")
+    check(f"its attempt keeps at most {CAP} bytes of it", len(att) == 1 and 0 < int(att[0][4]) <= CAP, str(att))
+    check("and the response handler was not called with half a document",
+          psql(f"SELECT count(*) FROM public.erp_document WHERE delivery_id = '{did}'") == "0")
+
+    status, attempts, error, did = delivery("O-BIG503")
+    att = attempts_of(did)
+    check("a 503 with a large body is a 503 (retried), not a network error",
+          (status, attempts) == ("delivered", 2) and len(att) == 2 and att[0][1:3] == ["retrying", "503"], str(att))
+
+    status, attempts, error, did = delivery("O-ENDLESS")
+    att = attempts_of(did)
+    check("a body without end: the worker stops reading at the cap, delivered at once (not at its 20 s timeout)",
+          (status, attempts) == ("delivered", 1) and len(att) == 1 and int(att[0][3]) < 10000 and "max_response_bytes" in error,
+          f"{status} {attempts} {att} {error!r}")
+    streamed = [s for s in mock("/_streamed") if s["path"] == "/resp/O-ENDLESS"]
+    check("and the server saw the client leave", len(streamed) == 1 and streamed[0]["bytes"] < 64 * 1024 * 1024,
+          str(streamed))
+
+    status, attempts, error, did = delivery("O-BAD")
+    check("a response handler that fails: the delivery stays delivered after one attempt",
+          (status, attempts) == ("delivered", 1), f"{status} {attempts}")
+    check("with the handler's error in last_error",
+          error.startswith("the response handler public.keep_document failed: invalid input syntax for type json"), repr(error))
+    check("and in the attempt record",
+          psql(f"SELECT error FROM plantsync.delivery_attempt WHERE delivery_id = '{did}'") == error)
+    time.sleep(2)
+    sent = sum(1 for r in mock("/_requests") if r["path"] == "/resp/O-BAD")
+    check("it was sent once (a failing handler does not make the worker send it again)", sent == 1, f"{sent} requests")
+
+    status, attempts, error, did = delivery("O-GOOD")
+    doc = psql(f"SELECT document FROM public.erp_document WHERE delivery_id = '{did}'")
+    check("the outcomes settled with it stand: the next delivery's handler kept its document",
+          status == "delivered" and error == "" and doc.startswith("DOC-"), f"{status} {error!r} {doc!r}")
+    check("the worker kept running (same process)", psql("SELECT pid FROM plantsync.worker_status") == pid)
+    print(f"# all settled in {took:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    T.run("delivery responses test", run)
