@@ -174,15 +174,20 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	plantsync_config_cache_init();
+	plantsync_delivery_init();
+	plantsync_override_init();
+
+	/*
+	 * Only once every setting is defined, the delivery workers' included: a
+	 * placeholder still undefined here is dropped, so a value from
+	 * postgresql.conf would be lost until the next reload.
+	 */
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("plantsync");
 #else
 	EmitWarningsOnPlaceholders("plantsync");
 #endif
-
-	plantsync_config_cache_init();
-	plantsync_delivery_init();
-	plantsync_override_init();
 }
 
 /*
