@@ -307,3 +307,49 @@ DROP SCHEMA regress_adm CASCADE;
 DROP OWNED BY regress_poll_admin;
 DROP ROLE regress_poll_admin;
 RESET client_min_messages;
+
+-- A route's transform that fails does not fail the plant's write: the event
+-- is recorded, the writer gets a WARNING, and the delivery is a dead letter
+-- saying why. Replayed once the transform is mended, it is made then.
+CREATE TABLE regress.mapping_ready (ok boolean);
+INSERT INTO regress.mapping_ready VALUES (false);
+CREATE FUNCTION regress.picky(ev plantsync.event) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT (SELECT ok FROM regress.mapping_ready) THEN
+        RAISE EXCEPTION 'no ERP work center for line %', ev.line_code USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object('order', ev.order_number, 'kind', 'picky');
+END $$;
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, transform)
+VALUES ('qms-picky', 'production_order.released', 'qms', 'regress.picky');
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date, line_id)
+VALUES ('P100', 'PO-PICKY', regress.mat('FG-SYRUP'), 10, 'EA', 'released', '2026-12-30', regress.eq('LINE-1'));
+SELECT count(*) AS order_written FROM plantsync.production_order WHERE order_number = 'PO-PICKY';
+SELECT d.route_id, d.status, d.body, d.last_error
+  FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id
+ WHERE e.order_number = 'PO-PICKY' ORDER BY d.route_id;
+SELECT endpoint_id, event_type, order_number, last_error FROM plantsync.dead_letter WHERE order_number = 'PO-PICKY';
+-- still failing: the replay fails with the transform's error, nothing is replayed
+SELECT * FROM plantsync.replay_deliveries('ERP work centers loaded', endpoint_id => 'qms', event_type => 'production_order.released');
+\echo :SQLSTATE
+UPDATE regress.mapping_ready SET ok = true;
+SELECT count(*) AS replayed FROM plantsync.replay_deliveries('ERP work centers loaded', endpoint_id => 'qms', event_type => 'production_order.released');
+SELECT d.status, d.body, d.replay_of IS NOT NULL AS is_replay
+  FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id
+ WHERE e.order_number = 'PO-PICKY' AND d.route_id = 'qms-picky' ORDER BY d.created_at, d.id;
+-- a transform that now returns nothing: nothing to replay, discard it instead
+CREATE OR REPLACE FUNCTION regress.picky(ev plantsync.event) RETURNS jsonb LANGUAGE sql AS $$ SELECT NULL::jsonb $$;
+SET plantsync.source_system = 'hub';
+UPDATE plantsync.delivery d SET status = 'in_flight' FROM plantsync.event e
+ WHERE e.id = d.event_id AND e.order_number = 'PO-PICKY' AND d.route_id = 'qms-picky' AND d.status = 'pending';
+UPDATE plantsync.delivery d SET status = 'dead', body = NULL FROM plantsync.event e
+ WHERE e.id = d.event_id AND e.order_number = 'PO-PICKY' AND d.route_id = 'qms-picky' AND d.status = 'in_flight';
+SELECT * FROM plantsync.replay_deliveries('again', endpoint_id => 'qms', event_type => 'production_order.released');
+\echo :SQLSTATE
+SELECT count(*) AS discarded FROM plantsync.discard_deliveries('the route no longer sends it', endpoint_id => 'qms', event_type => 'production_order.released');
+DELETE FROM plantsync.route WHERE route_id = 'qms-picky';
+-- with include_delivered, a selection that matches nothing says so too
+SELECT * FROM plantsync.replay_deliveries('again', event_type => 'no_such.event', include_delivered => true);
+\echo :SQLSTATE

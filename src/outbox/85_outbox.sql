@@ -462,7 +462,7 @@ INSERT INTO plantsync.state (machine, state, is_initial, is_final, description) 
     ('delivery', 'in_flight', false, false, 'Claimed by a worker under a lease.'),
     ('delivery', 'retrying', false, false, 'Failed with a retryable outcome; due again at next_attempt_at.'),
     ('delivery', 'delivered', false, true, 'The endpoint answered 2xx.'),
-    ('delivery', 'dead', false, false, 'Dead letter: refused for good or out of attempts; can be replayed or discarded.'),
+    ('delivery', 'dead', true, false, 'Dead letter: refused for good, out of attempts, or its route''s transform failed when the event was written; can be replayed or discarded.'),
     ('delivery', 'discarded', false, true, 'Discarded by a person, with a reason.');
 INSERT INTO plantsync.state_transition (machine, from_state, to_state, description) VALUES
     ('delivery', 'pending', 'in_flight', 'A worker claims it.'),
@@ -512,7 +512,36 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.apply_transform(regproc, plantsync.event) IS
-'Calls a route''s transform on an event and returns the request body it builds.';
+'Calls a route''s transform on an event and returns the request body it builds (errors pass through: used where the caller should see them, as a replay does).';
+
+CREATE TYPE plantsync.transform_result AS (body jsonb, error text);
+COMMENT ON TYPE plantsync.transform_result IS 'What a route''s transform made of an event: the request body, or the error it failed with.';
+
+CREATE FUNCTION plantsync.transform_event(route_id text, fn regproc, ev plantsync.event)
+RETURNS plantsync.transform_result
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r plantsync.transform_result;
+    msg text;
+    state text;
+BEGIN
+    BEGIN
+        EXECUTE format('SELECT %s($1)::jsonb', fn) INTO r.body USING ev;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+        r.body := NULL;
+        r.error := format('the transform %s of route "%s" failed: %s (SQLSTATE %s)', fn, route_id, msg, state);
+        -- the writer hears of it, without its write failing
+        RAISE WARNING '% of % is recorded, but its delivery by route "%" is dead: %', ev.type, ev.subject, route_id, r.error
+            USING HINT = 'Mend the transform or leave such events out of the route with a filter, then replay the dead letter with plantsync.replay_deliveries().';
+    END;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION plantsync.transform_event(text, regproc, plantsync.event) IS
+'Used by the outbox: a route''s transform applied to an event, or, when the transform fails, no body and the error (the delivery is then dead-lettered with it, and the write goes on with a WARNING).';
 
 CREATE FUNCTION plantsync.outbox() RETURNS trigger
 AS 'MODULE_PATHNAME', 'plantsync_outbox'
@@ -765,6 +794,9 @@ AS $$
 DECLARE
     old_ids uuid[];
     new_ids uuid[];
+    empty_ids uuid[];
+    empty_route text;
+    empty_event text;
 BEGIN
     PERFORM plantsync.check_selection_reason(reason);
     WITH sel AS (
@@ -774,16 +806,34 @@ BEGIN
     ), ins AS (
         INSERT INTO plantsync.delivery (id, event_id, event_recorded_at, event_type, route_id, endpoint_id, mode, status,
                                         idempotency_key, replay_of, ordering_key, aggregate_seq, body)
+        -- a delivery whose transform failed when its event was written has
+        -- no body: the route's transform makes it now (its error, if it
+        -- fails again, goes to the caller and nothing is replayed)
         SELECT plantsync.uuid_v7(), s.event_id, s.event_recorded_at, s.event_type, s.route_id, s.endpoint_id, s.mode, 'pending',
-               COALESCE(s.idempotency_key, s.id), s.id, s.ordering_key, s.aggregate_seq, s.body
+               COALESCE(s.idempotency_key, s.id), s.id, s.ordering_key, s.aggregate_seq,
+               CASE WHEN s.body IS NULL AND rt.transform IS NOT NULL
+                    THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) ELSE s.body END
           FROM sel s
-        RETURNING id, replay_of
+          LEFT JOIN plantsync.route rt ON rt.route_id = s.route_id
+          LEFT JOIN plantsync.event ev ON ev.id = s.event_id AND ev.recorded_at = s.event_recorded_at
+        RETURNING id, replay_of, body IS NULL AND route_id IN (SELECT r.route_id FROM plantsync.route r WHERE r.transform IS NOT NULL) AS empty
     )
-    SELECT array_agg(replay_of ORDER BY id), array_agg(id ORDER BY id) INTO old_ids, new_ids FROM ins;
-    IF old_ids IS NULL THEN
+    SELECT array_agg(replay_of ORDER BY id), array_agg(id ORDER BY id), array_agg(replay_of) FILTER (WHERE empty)
+      INTO old_ids, new_ids, empty_ids FROM ins;
+    IF old_ids IS NULL AND include_delivered THEN
+        -- (a RAISE option may not be NULL: no hint here)
+        RAISE EXCEPTION 'no dead, delivered or discarded deliveries match the selection' USING ERRCODE = 'no_data_found';
+    ELSIF old_ids IS NULL THEN
         RAISE EXCEPTION 'no dead deliveries match the selection'
+            USING ERRCODE = 'no_data_found', HINT = 'Only dead letters are replayed unless include_delivered is true.';
+    END IF;
+    IF empty_ids IS NOT NULL THEN
+        SELECT d.route_id, e.type || ' of ' || e.subject INTO empty_route, empty_event
+          FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id AND e.recorded_at = d.event_recorded_at
+         WHERE d.id = empty_ids[1];
+        RAISE EXCEPTION 'the transform of route "%" returns nothing for % now', empty_route, empty_event
             USING ERRCODE = 'no_data_found',
-                  HINT = CASE WHEN include_delivered THEN NULL ELSE 'Only dead letters are replayed unless include_delivered is true.' END;
+                  HINT = 'The route would not send that event any more: discard the dead letter with plantsync.discard_deliveries() instead.';
     END IF;
     INSERT INTO plantsync.delivery_action (action, delivery_ids, new_delivery_ids, selection, acted_by, reason)
     VALUES ('replay', old_ids, new_ids,

@@ -174,13 +174,19 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 						   ", $9, r.id, $10, $11, $4, $5, seq.last_seq FROM r, d, seq RETURNING *),"
 						   " dl AS ("
 						   " INSERT INTO plantsync.delivery (event_id, event_recorded_at, event_type, route_id,"
-						   " endpoint_id, mode, status, ordering_key, aggregate_seq, body)"
-						   " SELECT x.id, x.recorded_at, x.type, x.route_id, x.endpoint_id, x.mode, x.status, x.ordering_key,"
-						   " x.aggregate_seq, x.body"
+						   " endpoint_id, mode, status, ordering_key, aggregate_seq, body, last_error)"
+	/*
+	 * A transform that fails dead-letters its delivery, with the reason,
+	 * instead of failing the plant's write: a mapping for one system must
+	 * not stop the shop floor from recording what happened.
+	 */
+						   " SELECT x.id, x.recorded_at, x.type, x.route_id, x.endpoint_id, x.mode,"
+						   " CASE WHEN (x.t).error IS NOT NULL THEN 'dead' ELSE x.status END, x.ordering_key,"
+						   " x.aggregate_seq, (x.t).body, (x.t).error"
 						   " FROM (SELECT ev.id, ev.recorded_at, ev.type, rt.route_id, rt.endpoint_id, rt.mode,"
 						   " CASE rt.mode WHEN 'reconcile_only' THEN 'recorded' ELSE 'pending' END,"
 						   " ev.aggregate_type || ':' || ev.aggregate_id, ev.aggregate_seq,"
-						   " CASE WHEN rt.transform IS NOT NULL THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) END AS body,"
+						   " CASE WHEN rt.transform IS NOT NULL THEN plantsync.transform_event(rt.route_id, rt.transform, ev::plantsync.event) END AS t,"
 						   " rt.transform IS NOT NULL AS transformed"
 						   " FROM ev JOIN plantsync.route rt ON rt.enabled AND ev.type LIKE rt.event_type_like"
 	/*
@@ -193,8 +199,8 @@ build_outbox_entity(OutboxEntity *oe, Relation rel, PsEntity *e)
 	 * OFFSET 0 keeps the transform after the route's pattern and filter;
 	 * a transform that returns NULL has nothing to send for this event
 	 */
-						   " OFFSET 0) x (id, recorded_at, type, route_id, endpoint_id, mode, status, ordering_key, aggregate_seq, body, transformed)"
-						   " WHERE NOT x.transformed OR x.body IS NOT NULL"
+						   " OFFSET 0) x (id, recorded_at, type, route_id, endpoint_id, mode, status, ordering_key, aggregate_seq, t, transformed)"
+						   " WHERE NOT x.transformed OR (x.t).body IS NOT NULL OR (x.t).error IS NOT NULL"
 						   " RETURNING status)"
 						   " SELECT CASE WHEN $13 THEN to_jsonb(ev)::text END,"
 						   " (SELECT count(*) FROM dl WHERE status = 'pending') FROM ev");
