@@ -917,6 +917,11 @@ SET max_parallel_workers_per_gather = 0
 SET jit = off
 AS $$
 DECLARE
+    -- one moment for the whole claim, taken once: compared with a variable
+    -- the lease and due times are index conditions (with clock_timestamp()
+    -- they were filters, and every claim read every lease and every
+    -- delivery due later, e.g. a whole outage's retries)
+    claim_time timestamptz := clock_timestamp();
     r record;
     waiting bigint;
     oldest timestamptz;
@@ -938,7 +943,7 @@ BEGIN
 
     -- A crashed or stuck worker's claims come back once their lease ends.
     UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, batch_id = NULL, claimed_by = NULL, updated_at = now()
-     WHERE d.endpoint_id = p_endpoint_id AND d.status = 'in_flight' AND d.lease_until < clock_timestamp();
+     WHERE d.endpoint_id = p_endpoint_id AND d.status = 'in_flight' AND d.lease_until < claim_time;
 
     -- Real-time deliveries: due, and first in line for their ordering key
     -- (no earlier event of the same aggregate still unsettled for this endpoint).
@@ -948,7 +953,7 @@ BEGIN
         SELECT d.id, d.created_at
           FROM plantsync.delivery d
          WHERE d.endpoint_id = p_endpoint_id AND d.mode = 'realtime'
-           AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+           AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
            -- first in line: a correlated subquery, so that the ordering
            -- index is searched by key for each candidate
            AND d.aggregate_seq = (
@@ -991,13 +996,13 @@ BEGIN
             SELECT ev.order_number INTO grp
               FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
              WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
-               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
              ORDER BY d.created_at LIMIT 1;
         END IF;
         SELECT count(*), min(d.created_at) INTO waiting, oldest
           FROM (SELECT d.created_at FROM plantsync.delivery d
                  WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
-                   AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+                   AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
                    AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
                                                                    AND ev.order_number IS NOT DISTINCT FROM grp))
                  LIMIT r.batch_max_size) d;
@@ -1009,7 +1014,7 @@ BEGIN
         WITH pick AS (
             SELECT d.id, d.created_at FROM plantsync.delivery d
              WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
-               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= clock_timestamp()
+               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
                AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
                                                                    AND ev.order_number IS NOT DISTINCT FROM grp))
              ORDER BY d.ordering_key, d.aggregate_seq

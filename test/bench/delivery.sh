@@ -15,7 +15,7 @@
 #
 #   bash test/bench/delivery.sh   (PLANTSYNC_BENCH_BACKLOG=100000, PLANTSYNC_BENCH_RSS_DELIVERIES=1000000,
 #                                  PLANTSYNC_BENCH_WORKERS=1, PLANTSYNC_BENCH_SQL_ONLY=50000,
-#                                  PLANTSYNC_BENCH_PARTITIONS_AHEAD=2)
+#                                  PLANTSYNC_BENCH_PARTITIONS_AHEAD=2, PLANTSYNC_BENCH_RATE=1000)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,6 +26,8 @@ SQL_ONLY=${PLANTSYNC_BENCH_SQL_ONLY:-50000}
 # daily delivery partitions made ahead in the database of step 2b (a plant
 # keeping 30 days and making 7 ahead has 39): a claim searches every one
 PARTITIONS_AHEAD=${PLANTSYNC_BENCH_PARTITIONS_AHEAD:-2}
+# events a second the writers of step 3 ask for
+RATE=${PLANTSYNC_BENCH_RATE:-1000}
 ensure_packages nginx-light wrk || die "could not install nginx and wrk"
 
 # The sink: nginx on a free loopback port, one worker process, keep-alive.
@@ -174,8 +176,8 @@ SQL
 read -r claim_us settle_us <<<"$(tail -1 <<<"$sql_share")"
 log_info "claim $claim_us us a delivery, settle (with the commit) $settle_us us"
 
-log_section "3. commit-to-receipt latency at 1,000 events/s for 20 s"
-# latency_at NAME EVENTS_PER_TX: four writers (pgbench -R) asking for 1,000
+log_section "3. commit-to-receipt latency at $RATE events/s for 20 s"
+# latency_at NAME EVENTS_PER_TX: four writers (pgbench -R) asking for $RATE
 # events a second, in transactions of EVENTS_PER_TX movements (on distinct
 # lots); sets LAT_P50, LAT_P99, LAT_N (deliveries measured) and LAT_RATE (the
 # events a second the writers reached: pgbench -R falls behind its schedule
@@ -193,7 +195,7 @@ SELECT 'P1', 'goods_receipt', l.material_id, l.id, 1, 'KG', s.id, 'mes', gen_ran
  WHERE l.site_id = 'P1' AND l.lot_number IN ($lots) AND s.site_id = 'P1' AND s.location_code = 'L1';
 SQL
     mark=$(psql -X -At -d "$BENCH_DB" -c "SELECT now()")
-    pgbench -n -c 4 -j 2 -R $((1000 / per_tx)) -T 20 -f "$BENCH_WORK/$name.sql" "$BENCH_DB" >"$BENCH_WORK/$name.txt" 2>&1 || true
+    pgbench -n -c 4 -j 2 -R $((RATE / per_tx)) -T 20 -f "$BENCH_WORK/$name.sql" "$BENCH_DB" >"$BENCH_WORK/$name.txt" 2>&1 || true
     echo "$per_tx event(s) a transaction:"
     grep -E "^(tps|latency average|number of transactions actually)" "$BENCH_WORK/$name.txt" || true
     written=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$BENCH_WORK/$name.txt")
@@ -211,12 +213,12 @@ SQL
     )
     read -r LAT_P50 LAT_P99 LAT_N <<<"$latency"
 }
-# one movement a commit: the dearest way to write (about 1,000 commits/s)
+# one movement a commit: the dearest way to write
 latency_at single 1
-single="at 1,000 events/s asked, one a transaction ($LAT_RATE events/s written): p50 ${LAT_P50} ms, p99 ${LAT_P99} ms over $LAT_N deliveries"
-# an MES posting a few at a time: 100 transactions/s of ten movements
+single="at $RATE events/s asked, one a transaction ($LAT_RATE events/s written): p50 ${LAT_P50} ms, p99 ${LAT_P99} ms over $LAT_N deliveries"
+# an MES posting a few at a time: ten movements a transaction
 latency_at tens 10
-tens="at 1,000 events/s asked, ten a transaction ($LAT_RATE events/s written): p50 ${LAT_P50} ms, p99 ${LAT_P99} ms over $LAT_N deliveries"
+tens="at $RATE events/s asked, ten a transaction ($LAT_RATE events/s written): p50 ${LAT_P50} ms, p99 ${LAT_P99} ms over $LAT_N deliveries"
 
 log_section "4. worker memory over $RSS_DELIVERIES deliveries"
 wpid=$(psql -X -At -d "$BENCH_DB" -c "SELECT pid FROM plantsync.worker_status ORDER BY worker_index LIMIT 1")
