@@ -57,6 +57,8 @@
 #define SETTLE_INTERVAL_MS 20
 #define CLAIM_INTERVAL_MS 20
 #define POLL_CHECK_MS 1000
+/* a Retry-After beyond a day is taken as a day: it holds back its ordering key */
+#define MAX_RETRY_AFTER_S 86400.0
 
 typedef struct Endpoint
 {
@@ -180,6 +182,7 @@ static CURLM *multi = NULL;
 static int	in_flight = 0;
 static Outcome *outcomes = NULL;
 static int	n_outcomes = 0;
+static int	max_outcomes = 0;
 static List *endpoint_events = NIL;	/* (endpoint id, circuit, failures, success, disable reason) */
 static PsWorkerSlot *my_slot;
 
@@ -655,6 +658,9 @@ header_cb(char *data, size_t size, size_t nitems, void *userdata)
 
 			secs = when > 0 ? difftime(when, time(NULL)) : 0;
 		}
+		/* !(secs <= max) also catches NaN */
+		if (!(secs <= MAX_RETRY_AFTER_S))
+			secs = MAX_RETRY_AFTER_S;
 		if (secs > 0)
 			req->retry_after_s = secs;
 	}
@@ -1058,15 +1064,28 @@ finish_token(Request *req, CURLcode rc, long status)
 		if (jb && !JB_ROOT_IS_SCALAR(jb) &&
 			getKeyJsonValueFromContainer(&jb->root, "access_token", 12, &v) && v.type == jbvString)
 		{
-			int64		expires_s = 3600;
+			double		expires_s = 3600;
 			JsonbValue	e;
+			char	   *token = pnstrdup(v.val.string.val, v.val.string.len);
 
-			ep->access_token = MemoryContextStrdup(worker_context, pnstrdup(v.val.string.val, v.val.string.len));
-			if (getKeyJsonValueFromContainer(&jb->root, "expires_in", 10, &e) && e.type == jbvNumeric)
-				expires_s = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(e.val.numeric)));
-			/* renew a little before it runs out */
-			ep->token_expires = TimestampTzPlusMilliseconds(now, Max(expires_s - 30, 1) * 1000);
-			token_arrived = true;
+			/* it goes into a header line: a token server cannot add headers */
+			if (header_value_ok(token) && token[0] != '\0')
+			{
+				ep->access_token = MemoryContextStrdup(worker_context, token);
+				if (getKeyJsonValueFromContainer(&jb->root, "expires_in", 10, &e) && e.type == jbvNumeric)
+					expires_s = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+																   NumericGetDatum(e.val.numeric)));
+				/* renew a little before it runs out; a day at most, a second at least */
+				if (!(expires_s <= 86400))
+					expires_s = 86400;
+				ep->token_expires = TimestampTzPlusMilliseconds(now, (int64) (Max(expires_s - 30, 1) * 1000));
+				token_arrived = true;
+				return;
+			}
+			ereport(WARNING,
+					(errmsg("plantsync: the OAuth2 token server of endpoint \"%s\" sent an empty access_token or one with a line break; it is not used",
+							ep->id)));
+			ep->token_retry_at = TimestampTzPlusMilliseconds(now, 5000);
 			return;
 		}
 	}
@@ -1534,10 +1553,20 @@ add_outcome(Request *req, int k, const char *outcome, int status, const char *er
 {
 	Outcome    *o;
 
-	if (outcomes == NULL)
-		outcomes = MemoryContextAlloc(worker_context, sizeof(Outcome) * SETTLE_BATCH * 4);
-	if (n_outcomes >= SETTLE_BATCH * 4)
-		elog(ERROR, "plantsync: too many unsettled outcomes");
+	/*
+	 * Grows rather than fails: one batch (batch_max_size is the route's to
+	 * choose) or many requests finishing at once can exceed a settle batch,
+	 * and an error here, after the server took them, would send them again.
+	 */
+	if (n_outcomes >= max_outcomes)
+	{
+		int			n = Max(SETTLE_BATCH * 4, max_outcomes * 2);
+
+		outcomes = outcomes == NULL
+			? MemoryContextAlloc(worker_context, sizeof(Outcome) * n)
+			: repalloc(outcomes, sizeof(Outcome) * n);
+		max_outcomes = n;
+	}
 	o = &outcomes[n_outcomes++];
 	o->id = req->ids[k];
 	o->created = req->created[k];
@@ -1594,6 +1623,29 @@ finish_request(Request *req, CURLcode result)
 		finish_delivery(req, result);
 }
 
+/*
+ * The response is kept as text: only its part that is valid in the
+ * database's encoding is. A character cut at max_response_bytes is simply
+ * dropped; anything else invalid is said in *error (so that a response
+ * handler is not called with part of a document).
+ */
+static void
+keep_valid_response(Request *req, char **error)
+{
+	int			valid = pg_encoding_verifymbstr(GetDatabaseEncoding(), req->response.data, req->response.len);
+	bool		cut_character;
+
+	if (valid >= req->response.len)
+		return;
+	cut_character = req->truncated && req->response.len - valid < pg_database_encoding_max_length();
+	req->response.data[valid] = '\0';
+	req->response.len = valid;
+	if (cut_character)
+		return;
+	*error = psprintf("%s%sthe response is not valid in the database's encoding after its first %d bytes: only those are kept",
+					  *error ? *error : "", *error ? "; " : "", valid);
+}
+
 static void
 finish_delivery(Request *req, CURLcode result)
 {
@@ -1619,7 +1671,11 @@ finish_delivery(Request *req, CURLcode result)
 		finish_poll(req, answered ? (int) status : 0, error);
 		return;
 	}
-	if (req->blocked)
+	/*
+	 * An address refused when the socket opened while another of the host's
+	 * was allowed and answered: the answer counts.
+	 */
+	if (req->blocked && !answered)
 		error = psprintf("the endpoint's host resolved to an address outside allowed_networks: nothing was sent");
 	else if (!answered)
 		retryable = true;
@@ -1661,9 +1717,13 @@ finish_delivery(Request *req, CURLcode result)
 	else
 		error = psprintf("HTTP %ld", status);
 
+	if (answered)
+		keep_valid_response(req, &error);
+
 	for (k = 0; k < req->n; k++)
 	{
 		TimestampTz next = 0;
+		const char *why = error;
 
 		if (!failure)
 			outcome = "delivered";
@@ -1674,7 +1734,7 @@ finish_delivery(Request *req, CURLcode result)
 			if (delay < 0)
 			{
 				outcome = "dead";
-				error = psprintf("%s; gave up after %d attempts", error, req->attempts[k]);
+				why = psprintf("%s; gave up after %d attempts", error, req->attempts[k]);
 			}
 			else
 			{
@@ -1684,7 +1744,7 @@ finish_delivery(Request *req, CURLcode result)
 		}
 		else
 			outcome = "dead";
-		add_outcome(req, k, outcome, (int) status, error, next);
+		add_outcome(req, k, outcome, (int) status, why, next);
 	}
 
 	/* circuit breaker */
@@ -1720,6 +1780,26 @@ finish_delivery(Request *req, CURLcode result)
 		}
 		else if (disable)
 			endpoint_event(ep, "closed", false, disable);
+	}
+	else if (ep->circuit_open && ep->probing)
+	{
+		/*
+		 * The probe got a final answer (a 4xx, a 3xx): the server is up and
+		 * the circuit closes, as after a success (such failures never count
+		 * towards opening it). One refused before it was sent
+		 * (allowed_networks) proves nothing: the next probe comes later.
+		 * Either way the probe is over; left set, nothing more would ever
+		 * be claimed for the endpoint.
+		 */
+		ep->probing = false;
+		if (answered)
+		{
+			ep->circuit_open = false;
+			ep->consecutive_failures = 0;
+			endpoint_event(ep, "closed", false, NULL);
+		}
+		else
+			ep->next_probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ep->probe_interval_ms);
 	}
 
 	release_transfer(req);

@@ -9,7 +9,14 @@
   hold the request until its timeout;
 - a response handler that fails leaves its delivery delivered and sent
   once, with the handler's error on the delivery and its attempt, while the
-  other outcomes settled with it stand and the worker keeps running.
+  other outcomes settled with it stand and the worker keeps running;
+- a response that is not valid UTF-8 keeps only its valid start (and says
+  so); a character cut at max_response_bytes is dropped without fuss;
+- a Retry-After beyond a day waits a day (a huge one made the delivery dead);
+- a circuit probe answered with a 404 closes the circuit (the endpoint was
+  never claimed from again);
+- one batch larger than the worker's settle buffer (2,100 deliveries) is
+  sent once and settled, the worker still the same process.
 
 Run by test/e2e/delivery_responses.sh with the cluster in PG* variables.
 """
@@ -23,12 +30,15 @@ from e2e_support import E2E  # noqa: E402
 T = E2E("e2e_responses")
 check, psql, mock, wait_for = T.check, T.psql, T.mock, T.wait_for
 CAP = 1000
-ORDERS = ["O-408", "O-425", "O-BIG", "O-BIG503", "O-ENDLESS", "O-BAD", "O-GOOD"]
+ORDERS = ["O-408", "O-425", "O-BIG", "O-BIG503", "O-ENDLESS", "O-BAD", "O-GOOD", "O-LATIN", "O-CUTCHAR", "O-LATER"]
+BULK = 2100
 
 
-def settled():
-    return psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'resp' "
-                "AND status IN ('pending', 'retrying', 'in_flight')") == "0"
+def settled(endpoint="resp"):
+    # a retry a day away (O-LATER) is as settled as this test can wait for
+    return psql(f"SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = '{endpoint}' "
+                "AND status IN ('pending', 'retrying', 'in_flight') "
+                "AND NOT (status = 'retrying' AND next_attempt_at > now() + interval '1 hour')") == "0"
 
 
 def delivery(order):
@@ -57,6 +67,13 @@ def run(t):
         {"path": "/resp/O-BIG", "responses": [{"status": 200, "body": '{"data": {"name": "' + "z" * 300000 + '"}}'}]},
         {"path": "/resp/O-ENDLESS", "responses": [{"action": "stream"}]},
         {"path": "/resp/O-BAD", "responses": [{"status": 200, "body": "<html>maintenance page</html>"}]},
+        # Latin-1, not UTF-8: {"data": {"name": "caf\xe9"}}
+        {"path": "/resp/O-LATIN", "responses": [{"status": 200, "body_hex": b'{"data": {"name": "caf\xe9"}}'.hex()}]},
+        # 999 bytes of ASCII, then two-byte characters: the cap cuts one in two
+        {"path": "/resp/O-CUTCHAR", "responses": [{"status": 200, "body": "a" * 999 + "\u00e9" * 100}]},
+        {"path": "/resp/O-LATER", "responses": [{"status": 503, "headers": {"Retry-After": "1e20"}}]},
+        # the circuit opens after two 503s; its probe gets a 404
+        {"path": "/probe/", "responses": [{"status": 503}, {"status": 503}, {"status": 404}, {"status": 200}]},
     ]})
     psql(f"""
 SET plantsync.source_system = 'hub';
@@ -69,11 +86,24 @@ INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_
 VALUES ('resp', 'erp', 'http://127.0.0.1:{t.port}/resp', true, '/{{order}}', 20000, '{{0, 200 ms, 200 ms}}', {CAP},
         'public.keep_document');
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('resp-orders', 'production_order.released', 'resp');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, path_template, max_in_flight,
+                                retry_schedule, circuit_failure_threshold, circuit_probe_interval)
+VALUES ('probe', 'erp', 'http://127.0.0.1:{t.port}/probe', true, '/{{order}}', 1, '{{0, 200 ms, 200 ms}}', 2, '1 s');
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('probe-orders', 'production_order.released', 'probe');
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http)
+VALUES ('bulk', 'erp', 'http://127.0.0.1:{t.port}/bulk', true);
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
+VALUES ('bulk-drafts', 'production_order.draft', 'bulk', 'batched', 500, {BULK});
 SET plantsync.source_system = 'erp';
 INSERT INTO plantsync.material (site_id, material_number, description, base_uom) VALUES ('P1', 'M', 'M', 'KG');
 INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
 SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
        unnest(ARRAY[{", ".join(f"'{o}'" for o in ORDERS)}]) o;
+""")
+    psql(f"""
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'P1', 'D-' || g, id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.material, generate_series(1, {BULK}) g;
 """)
     started = time.time()
     check("every delivery settles", wait_for("resp settled", settled, 30))
@@ -120,6 +150,39 @@ SELECT 'P1', o, id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material,
     doc = psql(f"SELECT document FROM public.erp_document WHERE delivery_id = '{did}'")
     check("the outcomes settled with it stand: the next delivery's handler kept its document",
           status == "delivered" and error == "" and doc.startswith("DOC-"), f"{status} {error!r} {doc!r}")
+    status, attempts, error, did = delivery("O-LATIN")
+    excerpt = psql(f"SELECT response_excerpt FROM plantsync.delivery_attempt WHERE delivery_id = '{did}'")
+    check("a response that is not UTF-8: delivered, and last_error says only its valid start is kept",
+          status == "delivered" and "not valid in the database's encoding after its first 22 bytes" in error,
+          f"{status} {error!r}")
+    check("its attempt keeps that start, and the handler was not called",
+          excerpt == '{"data": {"name": "caf' and
+          psql(f"SELECT count(*) FROM public.erp_document WHERE delivery_id = '{did}'") == "0", repr(excerpt))
+
+    status, attempts, error, did = delivery("O-CUTCHAR")
+    size = psql(f"SELECT octet_length(response_excerpt) FROM plantsync.delivery_attempt WHERE delivery_id = '{did}'")
+    check("a character cut at max_response_bytes is dropped: the cap is said, not the encoding",
+          status == "delivered" and "max_response_bytes" in error and "encoding" not in error, f"{status} {error!r}")
+    check("and the attempt keeps the whole characters before it", size == str(CAP - 1), size)
+
+    status, attempts, error, did = delivery("O-LATER")
+    wait = psql(f"SELECT extract(epoch FROM next_attempt_at - now())::int FROM plantsync.delivery WHERE id = '{did}'")
+    check("Retry-After: 1e20 waits a day, and the delivery is not dead",
+          status == "retrying" and 86400 - 120 < int(wait) <= 86400, f"{status} {wait} s {error!r}")
+
+    check("the probe endpoint's deliveries settle (a probe answered 404 does not leave it stuck)",
+          wait_for("probe settled", lambda: settled("probe"), 20))
+    dead = psql("SELECT string_agg(coalesce(last_error, ''), ', ') FROM plantsync.delivery WHERE endpoint_id = 'probe' AND status = 'dead'")
+    check("the probe's own delivery is dead with its 404, the others delivered",
+          dead == "HTTP 404" and psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'probe' "
+                                      "AND status = 'delivered'") == str(len(ORDERS) - 1), repr(dead))
+    check("and the circuit is closed", psql("SELECT circuit FROM plantsync.endpoint_state WHERE endpoint_id = 'probe'") == "closed")
+
+    check(f"a batch of {BULK} deliveries settles", wait_for("bulk settled", lambda: settled("bulk"), 30))
+    bulk = [r for r in mock("/_requests") if r["path"].startswith("/bulk")]
+    check("all delivered, in one request sent once",
+          psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'bulk' AND status = 'delivered'") == str(BULK)
+          and len(bulk) == 1, f"{len(bulk)} requests")
     check("the worker kept running (same process)", psql("SELECT pid FROM plantsync.worker_status") == pid)
     print(f"# all settled in {took:.1f} s", flush=True)
 

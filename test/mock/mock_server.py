@@ -6,7 +6,8 @@ recorded (method, path, headers, body, time) and answered by the script:
 
   POST /_script  {"rules": [{"path": "/erp", "responses": [R, R, ...]}],
                   "record_bodies": true}
-      R = {"status": 200, "headers": {...}, "body": "..." or {...},
+      R = {"status": 200, "headers": {...}, "body": "..." or {...} (or
+           "body_hex": "..." for bytes that are not UTF-8),
            "delay_ms": 0, "action": "respond" | "reset" | "hang" | "stream"}
       ("stream": a status line and a body that never ends, until the
       client hangs up or 120 s have passed)
@@ -141,9 +142,10 @@ class Handler(BaseHTTPRequestHandler):
         payload = response.get("body", "")
         if not isinstance(payload, str):
             payload = json.dumps(payload)
+        payload = bytes.fromhex(response["body_hex"]) if "body_hex" in response else payload.encode()
         headers = {"Content-Type": "application/json"}
         headers.update(response.get("headers", {}))
-        self._send(response.get("status", 200), payload.encode(), headers)
+        self._send(response.get("status", 200), payload, headers)
 
     do_POST = do_PUT = do_PATCH = do_GET = _handle
 
