@@ -1017,6 +1017,19 @@ BEGIN
                AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
                AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
                                                                    AND ev.order_number IS NOT DISTINCT FROM grp))
+               -- per-aggregate order, as for real-time deliveries: nothing
+               -- earlier of its aggregate may wait outside this batch (a
+               -- retry not yet due, one in flight, another route's, another
+               -- order's); the batch itself is sent in sequence order
+               AND NOT EXISTS (
+                    SELECT 1 FROM plantsync.delivery e
+                     WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
+                       AND e.aggregate_seq < d.aggregate_seq
+                       AND e.status IN ('pending', 'retrying', 'in_flight')
+                       AND NOT (e.route_id = d.route_id AND e.status IN ('pending', 'retrying') AND e.next_attempt_at <= claim_time
+                                AND (r.batch_by = 'route'
+                                     OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = e.event_id AND ev.recorded_at = e.event_recorded_at
+                                                                                  AND ev.order_number IS NOT DISTINCT FROM grp))))
              ORDER BY d.ordering_key, d.aggregate_seq
              LIMIT r.batch_max_size
                FOR UPDATE OF d SKIP LOCKED

@@ -16,10 +16,13 @@
 - a circuit probe answered with a 404 closes the circuit (the endpoint was
   never claimed from again);
 - one batch larger than the worker's settle buffer (2,100 deliveries) is
-  sent once and settled, the worker still the same process.
+  sent once and settled, the worker still the same process;
+- a batch answered 503 holds back the later events of its aggregate: they
+  are not sent in a batch of their own before it.
 
 Run by test/e2e/delivery_responses.sh with the cluster in PG* variables.
 """
+import json
 import os
 import sys
 import time
@@ -74,6 +77,7 @@ def run(t):
         {"path": "/resp/O-LATER", "responses": [{"status": 503, "headers": {"Retry-After": "1e20"}}]},
         # the circuit opens after two 503s; its probe gets a 404
         {"path": "/probe/", "responses": [{"status": 503}, {"status": 503}, {"status": 404}, {"status": 200}]},
+        {"path": "/border", "responses": [{"status": 503}, {"status": 200}]},
     ]})
     psql(f"""
 SET plantsync.source_system = 'hub';
@@ -94,6 +98,10 @@ INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_
 VALUES ('bulk', 'erp', 'http://127.0.0.1:{t.port}/bulk', true);
 INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
 VALUES ('bulk-drafts', 'production_order.draft', 'bulk', 'batched', 500, {BULK});
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, retry_schedule)
+VALUES ('border', 'erp', 'http://127.0.0.1:{t.port}/border', true, '{{1 s, 1 s}}');
+INSERT INTO plantsync.route (route_id, event_type_pattern, filter, endpoint_id, mode, batch_window_ms, batch_max_size)
+VALUES ('border-b', 'production_order.*', '$.order_number == "O-B"', 'border', 'batched', 200, 10);
 SET plantsync.source_system = 'erp';
 INSERT INTO plantsync.material (site_id, material_number, description, base_uom) VALUES ('P1', 'M', 'M', 'KG');
 INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
@@ -183,6 +191,25 @@ SELECT 'P1', 'D-' || g, id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.materi
     check("all delivered, in one request sent once",
           psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'bulk' AND status = 'delivered'") == str(BULK)
           and len(bulk) == 1, f"{len(bulk)} requests")
+    # O-B: drafted and released in one transaction (one batch, answered 503),
+    # then started and held while that batch waits for its retry
+    psql("SET plantsync.source_system = 'erp';"
+         "BEGIN;"
+         "INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date) "
+         "SELECT 'P1', 'O-B', id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.material;"
+         "UPDATE plantsync.production_order SET status = 'released' WHERE order_number = 'O-B';"
+         "COMMIT;")
+    wait_for("the first O-B batch", lambda: psql("SELECT count(*) FROM plantsync.delivery WHERE endpoint_id = 'border' "
+                                                 "AND status = 'retrying'") == "2", 10)
+    psql("SET plantsync.source_system = 'mes';"
+         "UPDATE plantsync.production_order SET status = 'in_progress' WHERE order_number = 'O-B';"
+         "UPDATE plantsync.production_order SET status = 'held' WHERE order_number = 'O-B';")
+    check("the O-B batches settle", wait_for("border settled", lambda: settled("border"), 15))
+    sent = [[e["aggregate_seq"] for e in json.loads(r["body"])] for r in mock("/_requests") if r["path"] == "/border"]
+    after = [q for batch in sent[1:] for q in batch]
+    check("after a batch answered 503, the aggregate's events arrive in sequence order, the later ones not first",
+          len(sent) >= 2 and sent[0] == after[:2] and after == sorted(after) and len(after) == 4, str(sent))
+
     check("the worker kept running (same process)", psql("SELECT pid FROM plantsync.worker_status") == pid)
     print(f"# all settled in {took:.1f} s", flush=True)
 
