@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/base64.h"
@@ -43,6 +44,8 @@
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/inet.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -177,7 +180,16 @@ static void free_request(Request *req);
 static void start_polls(void);
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
-static uint64 endpoints_generation = 0;
+/*
+ * Endpoints are loaded again when plantsync.endpoint or endpoint_secret
+ * change (their statement triggers queue a relcache invalidation), not on
+ * every change of the shared configuration cache: that one also follows
+ * VACUUM and ANALYZE of the governed tables, delivery partitions included,
+ * and each load leaves the previous strings in the worker's memory.
+ */
+static bool endpoints_dirty = true;
+static Oid	endpoint_relid = InvalidOid;
+static Oid	endpoint_secret_relid = InvalidOid;
 static CURLM *multi = NULL;
 static int	in_flight = 0;
 static Outcome *outcomes = NULL;
@@ -554,6 +566,8 @@ load_endpoints(void)
 	old = MemoryContextSwitchTo(worker_context);
 	endpoints = list_concat(endpoints, fresh);
 	MemoryContextSwitchTo(old);
+	/* rare (configuration changes), and tells an operator a change was taken */
+	ereport(LOG, (errmsg("plantsync delivery worker: %d enabled endpoint(s) loaded", (int) nrows)));
 }
 
 /* ---------- building requests ---------- */
@@ -1327,13 +1341,19 @@ start_batch(Endpoint *ep, List *rows, TupleDesc desc, const char *batch_id)
  * Claims for every endpoint with room and starts the requests, inside the
  * cycle's transaction. Returns how many deliveries were claimed.
  */
+static void
+endpoints_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == endpoint_relid || relid == endpoint_secret_relid)
+		endpoints_dirty = true;
+}
+
 static int
 claim_and_start(void)
 {
 	ListCell   *lc;
 	int			claimed = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	uint64		generation;
 
 	MemoryContextReset(claim_context);
 
@@ -1343,11 +1363,15 @@ claim_and_start(void)
 		plantsync_mark_absent(MyDatabaseId);
 		proc_exit(0);
 	}
-	generation = plantsync_config_generation();
-	if (endpoints_generation == 0 || generation != endpoints_generation)
+	if (endpoints_dirty)
 	{
+		Oid			nspid = get_namespace_oid("plantsync", false);
+
+		/* cleared first: a change that arrives while loading marks it again */
+		endpoints_dirty = false;
+		endpoint_relid = get_relname_relid("endpoint", nspid);
+		endpoint_secret_relid = get_relname_relid("endpoint_secret", nspid);
 		load_endpoints();
-		endpoints_generation = generation;
 	}
 
 	foreach(lc, endpoints)
@@ -2161,6 +2185,8 @@ plantsync_worker_loop(PsWorkerSlot *slot)
 		}
 		end_work();
 	}
+
+	CacheRegisterRelcacheCallback(endpoints_relcache_callback, (Datum) 0);
 
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "plantsync: curl_global_init failed");

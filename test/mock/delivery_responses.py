@@ -210,6 +210,25 @@ SELECT 'P1', 'D-' || g, id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.materi
     check("after a batch answered 503, the aggregate's events arrive in sequence order, the later ones not first",
           len(sent) >= 2 and sent[0] == after[:2] and after == sorted(after) and len(after) == 4, str(sent))
 
+    # Endpoints are loaded again when they change, not after a VACUUM of the
+    # delivery table (which invalidates its cache entries, and used to make
+    # the worker load every endpoint again, leaving the old copies behind).
+    def loads():
+        with open(os.environ["PLANTSYNC_SERVER_LOG"], errors="replace") as f:
+            return sum(1 for line in f if "enabled endpoint(s) loaded" in line)
+    before = loads()
+    psql("VACUUM ANALYZE plantsync.delivery")
+    time.sleep(2.5)  # an idle worker looks again every second
+    psql("SET plantsync.source_system = 'erp';"
+         "UPDATE plantsync.production_order SET status = 'released' WHERE order_number = 'D-1'")
+    wait_for("after vacuum", lambda: settled("probe"), 10)
+    time.sleep(1)
+    after_vacuum = loads()
+    psql("SET plantsync.source_system = 'hub'; UPDATE plantsync.endpoint SET description = 'changed' WHERE endpoint_id = 'bulk'")
+    changed = wait_for("reload", lambda: loads() > after_vacuum, 10)
+    check("a VACUUM of the delivery table does not make the worker load its endpoints again; a change of one does",
+          before > 0 and after_vacuum == before and changed, f"{before} loads, {after_vacuum} after VACUUM, {loads()} after the change")
+
     check("the worker kept running (same process)", psql("SELECT pid FROM plantsync.worker_status") == pid)
     print(f"# all settled in {took:.1f} s", flush=True)
 
