@@ -31,7 +31,7 @@ COMMENT ON COLUMN plantsync.delivery_attempt.response_excerpt IS 'Start of the r
 
 CREATE FUNCTION plantsync.settle_deliveries(ids uuid[], created timestamptz[], outcomes text[], status_codes integer[],
                                             errors text[], next_attempts timestamptz[], attempted timestamptz[],
-                                            latencies integer[], responses text[])
+                                            latencies integer[], responses text[], claimed_attempts integer[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -53,8 +53,9 @@ DECLARE
     handler_state text;
 BEGIN
     WITH o AS (
-        SELECT * FROM unnest(ids, created, outcomes, status_codes, errors, next_attempts, attempted, latencies, responses)
-                   AS o(id, created, outcome, status_code, error, next_attempt, attempted_at, latency, response)
+        SELECT * FROM unnest(ids, created, outcomes, status_codes, errors, next_attempts, attempted, latencies, responses,
+                             claimed_attempts)
+                   AS o(id, created, outcome, status_code, error, next_attempt, attempted_at, latency, response, claimed_attempt)
     ), upd AS (
         UPDATE plantsync.delivery d
            SET status = o.outcome, last_status_code = o.status_code, last_error = o.error,
@@ -62,6 +63,9 @@ BEGIN
                delivered_at = CASE WHEN o.outcome = 'delivered' THEN now() END, updated_at = now()
           FROM o
          WHERE d.id = o.id AND d.created_at = o.created AND d.status = 'in_flight'
+           -- an outcome of an earlier claim (the lease ran out, the delivery
+           -- was claimed again and is in flight once more) settles nothing
+           AND (o.claimed_attempt IS NULL OR d.attempts = o.claimed_attempt)
         RETURNING d.id, d.attempts, d.endpoint_id, o.outcome, o.status_code, o.error, o.attempted_at, o.latency, o.response
     )
     INSERT INTO plantsync.delivery_attempt (delivery_id, attempted_at, attempt, endpoint_id, outcome, status_code,
@@ -69,17 +73,33 @@ BEGIN
     SELECT id, attempted_at, attempts, endpoint_id, outcome, status_code, latency, error, left(response, 2000) FROM upd;
     GET DIAGNOSTICS n = ROW_COUNT;
 
+    -- A late outcome was still an attempt: recorded, under its own number.
+    IF claimed_attempts IS NOT NULL THEN
+        INSERT INTO plantsync.delivery_attempt (delivery_id, attempted_at, attempt, endpoint_id, outcome, status_code,
+                                                latency_ms, error, response_excerpt)
+        SELECT o.id, o.attempted_at, o.claimed_attempt, d.endpoint_id, o.outcome, o.status_code, o.latency,
+               concat_ws('; ', o.error, 'sent under a claim whose lease had run out: the delivery had been claimed again, '
+                                        'and this outcome was not applied'),
+               left(o.response, 2000)
+          FROM unnest(ids, created, outcomes, status_codes, errors, attempted, latencies, responses, claimed_attempts)
+               AS o(id, created, outcome, status_code, error, attempted_at, latency, response, claimed_attempt)
+          JOIN plantsync.delivery d ON d.id = o.id AND d.created_at = o.created
+         WHERE d.attempts > o.claimed_attempt
+        ON CONFLICT DO NOTHING;
+    END IF;
+
     -- Response handlers see each delivered request's whole response (one
     -- cut at max_response_bytes comes with an error and is not handed on).
     IF NOT EXISTS (SELECT 1 FROM plantsync.endpoint e WHERE e.response_handler IS NOT NULL) THEN
         RETURN n;
     END IF;
     FOR h IN SELECT e.response_handler, o.id, o.created, o.status_code, o.response, o.attempted_at
-               FROM unnest(ids, created, outcomes, status_codes, responses, errors, attempted)
-                    AS o(id, created, outcome, status_code, response, error, attempted_at)
+               FROM unnest(ids, created, outcomes, status_codes, responses, errors, attempted, claimed_attempts)
+                    AS o(id, created, outcome, status_code, response, error, attempted_at, claimed_attempt)
                JOIN plantsync.delivery d ON d.id = o.id AND d.created_at = o.created
                JOIN plantsync.endpoint e ON e.endpoint_id = d.endpoint_id
-              WHERE o.outcome = 'delivered' AND o.error IS NULL AND e.response_handler IS NOT NULL LOOP
+              WHERE o.outcome = 'delivered' AND o.error IS NULL AND e.response_handler IS NOT NULL
+                AND d.status = 'delivered' AND (o.claimed_attempt IS NULL OR d.attempts = o.claimed_attempt) LOOP
         -- A handler that fails must not undo the settling of every outcome
         -- of the batch (all would be sent again, and fail again): the
         -- delivery stays delivered, sent once, and says what went wrong.
@@ -97,8 +117,8 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION plantsync.settle_deliveries(uuid[], timestamptz[], text[], integer[], text[], timestamptz[], timestamptz[], integer[], text[]) IS
-'Used by the delivery workers: records the outcomes of a batch of attempts (delivered, retrying with the next attempt time, dead) and calls the endpoints'' response handlers, in one transaction; a handler that fails leaves its delivery delivered with the handler''s error in last_error and in the attempt record.';
+COMMENT ON FUNCTION plantsync.settle_deliveries(uuid[], timestamptz[], text[], integer[], text[], timestamptz[], timestamptz[], integer[], text[], integer[]) IS
+'Used by the delivery workers: records the outcomes of a batch of attempts (delivered, retrying with the next attempt time, dead) and calls the endpoints'' response handlers, in one transaction; a handler that fails leaves its delivery delivered with the handler''s error in last_error and in the attempt record. With claimed_attempts (the attempt number each claim gave), an outcome whose delivery has been claimed again since settles nothing.';
 
 CREATE FUNCTION plantsync.release_orphaned_claims(live_pids integer[])
 RETURNS integer

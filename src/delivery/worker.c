@@ -167,6 +167,7 @@ typedef struct Outcome
 	TimestampTz attempted;
 	int			latency_ms;
 	char	   *response;
+	int			attempt;		/* the claim's attempt number */
 } Outcome;
 
 static MemoryContext worker_context;
@@ -1601,6 +1602,7 @@ add_outcome(Request *req, int k, const char *outcome, int status, const char *er
 	o->attempted = req->started;
 	o->latency_ms = (int) ((GetCurrentTimestamp() - req->started) / 1000);
 	o->response = req->response.len > 0 ? MemoryContextStrdup(worker_context, req->response.data) : NULL;
+	o->attempt = req->attempts[k];
 }
 
 /* The delay before the next attempt, or -1 when the schedule is used up. */
@@ -1963,9 +1965,9 @@ static void
 settle(void)
 {
 	MemoryContext old;
-	Datum		args[9];
-	Oid			types[9] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		args[10];
+	Oid			types[10] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID};
 	int			rc;
 	int			i;
 	ListCell   *lc;
@@ -1989,6 +1991,7 @@ settle(void)
 		bool	   *next_null = palloc(sizeof(bool) * n_outcomes);
 		Datum	   *attempted = palloc(sizeof(Datum) * n_outcomes);
 		Datum	   *latency = palloc(sizeof(Datum) * n_outcomes);
+		Datum	   *attempt = palloc(sizeof(Datum) * n_outcomes);
 		char	  **responses = palloc(sizeof(char *) * n_outcomes);
 		bool	   *responses_null = palloc(sizeof(bool) * n_outcomes);
 		int			dims[1] = {n_outcomes};
@@ -2009,6 +2012,7 @@ settle(void)
 			next_null[i] = o->next_attempt == 0;
 			attempted[i] = TimestampTzGetDatum(o->attempted);
 			latency[i] = Int32GetDatum(o->latency_ms);
+			attempt[i] = Int32GetDatum(o->attempt);
 			responses[i] = o->response;
 			responses_null[i] = o->response == NULL;
 		}
@@ -2021,10 +2025,11 @@ settle(void)
 		args[6] = PointerGetDatum(construct_md_array(attempted, no_nulls, 1, dims, lbs, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		args[7] = PointerGetDatum(construct_md_array(latency, no_nulls, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
 		args[8] = text_array(responses, responses_null, n_outcomes);
+		args[9] = PointerGetDatum(construct_md_array(attempt, no_nulls, 1, dims, lbs, INT4OID, 4, true, TYPALIGN_INT));
 		if (settle_plan == NULL)
 		{
-			settle_plan = SPI_prepare_cursor("SELECT plantsync.settle_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-											 9, types, CURSOR_OPT_GENERIC_PLAN);
+			settle_plan = SPI_prepare_cursor("SELECT plantsync.settle_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+											 10, types, CURSOR_OPT_GENERIC_PLAN);
 			if (settle_plan == NULL || SPI_keepplan(settle_plan) != 0)
 				elog(ERROR, "plantsync: could not prepare the settle statement");
 		}
