@@ -73,8 +73,9 @@ BEGIN
     SELECT id, attempted_at, attempts, endpoint_id, outcome, status_code, latency, error, left(response, 2000) FROM upd;
     GET DIAGNOSTICS n = ROW_COUNT;
 
-    -- A late outcome was still an attempt: recorded, under its own number.
-    IF claimed_attempts IS NOT NULL THEN
+    -- A late outcome was still an attempt: recorded, under its own number
+    -- (looked for only when some outcome settled nothing).
+    IF claimed_attempts IS NOT NULL AND n < cardinality(ids) THEN
         INSERT INTO plantsync.delivery_attempt (delivery_id, attempted_at, attempt, endpoint_id, outcome, status_code,
                                                 latency_ms, error, response_excerpt)
         SELECT o.id, o.attempted_at, o.claimed_attempt, d.endpoint_id, o.outcome, o.status_code, o.latency,
