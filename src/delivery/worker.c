@@ -62,6 +62,8 @@
 #define POLL_CHECK_MS 1000
 /* a Retry-After beyond a day is taken as a day: it holds back its ordering key */
 #define MAX_RETRY_AFTER_S 86400.0
+/* an OAuth2 token is asked for again after a day at most, whatever it says */
+#define MAX_TOKEN_LIFETIME_S 86400.0
 
 typedef struct Endpoint
 {
@@ -1090,9 +1092,9 @@ finish_token(Request *req, CURLcode rc, long status)
 				if (getKeyJsonValueFromContainer(&jb->root, "expires_in", 10, &e) && e.type == jbvNumeric)
 					expires_s = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 																   NumericGetDatum(e.val.numeric)));
-				/* renew a little before it runs out; a day at most, a second at least */
-				if (!(expires_s <= 86400))
-					expires_s = 86400;
+				/* renew a little before it runs out, a second at least */
+				if (!(expires_s <= MAX_TOKEN_LIFETIME_S))
+					expires_s = MAX_TOKEN_LIFETIME_S;
 				ep->token_expires = TimestampTzPlusMilliseconds(now, (int64) (Max(expires_s - 30, 1) * 1000));
 				token_arrived = true;
 				return;
@@ -1338,10 +1340,7 @@ start_batch(Endpoint *ep, List *rows, TupleDesc desc, const char *batch_id)
 	MemoryContextSwitchTo(old);
 }
 
-/*
- * Claims for every endpoint with room and starts the requests, inside the
- * cycle's transaction. Returns how many deliveries were claimed.
- */
+/* An endpoint, its secrets, or every relation changed: load them again. */
 static void
 endpoints_relcache_callback(Datum arg, Oid relid)
 {
@@ -1349,6 +1348,10 @@ endpoints_relcache_callback(Datum arg, Oid relid)
 		endpoints_dirty = true;
 }
 
+/*
+ * Claims for every endpoint with room and starts the requests, inside the
+ * cycle's transaction. Returns how many deliveries were claimed.
+ */
 static int
 claim_and_start(void)
 {
