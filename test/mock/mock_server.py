@@ -152,6 +152,10 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: a worker's burst of new
+    # connections overflowed it and the kernel dropped SYNs, which the client
+    # resends only after a second, so answers looked like timeouts
+    request_queue_size = 1024
 
     def handle_error(self, request, client_address):
         # a client that gave up (timeout tests) is expected, not an error
