@@ -131,14 +131,14 @@ DECLARE
     n integer;
 BEGIN
     UPDATE plantsync.delivery d
-       SET status = 'pending', lease_until = NULL, claimed_by = NULL, batch_id = NULL, updated_at = now()
+       SET status = 'pending', lease_until = NULL, claimed_by = NULL, updated_at = now()
      WHERE d.status = 'in_flight' AND (d.claimed_by IS NULL OR NOT d.claimed_by = ANY (live_pids));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION plantsync.release_orphaned_claims(integer[]) IS
-'Used by a delivery worker when it starts: puts back the in-flight deliveries of workers that are gone (after a crash or a kill), so they are sent again at once rather than when their lease ends. They keep their idempotency key.';
+'Used by a delivery worker when it starts: puts back the in-flight deliveries of workers that are gone (after a crash or a kill), so they are sent again at once rather than when their lease ends. They keep their idempotency key (a batch''s members their batch, sent again as it was).';
 
 CREATE FUNCTION plantsync.endpoint_outcome(p_endpoint_id text, p_circuit text, p_failures integer,
                                            p_success boolean, p_disable_reason text)

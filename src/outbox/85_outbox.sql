@@ -429,6 +429,9 @@ CREATE INDEX delivery_event_idx ON plantsync.delivery (event_id);
 CREATE INDEX delivery_dead_idx ON plantsync.delivery (endpoint_id, created_at) WHERE status = 'dead';
 CREATE INDEX delivery_ordering_idx ON plantsync.delivery (endpoint_id, ordering_key, aggregate_seq) WHERE status IN ('pending', 'retrying', 'in_flight');
 CREATE INDEX delivery_lease_idx ON plantsync.delivery (endpoint_id, lease_until) WHERE status = 'in_flight';
+-- batches sent and waiting to go again as they were: only ever a few rows
+CREATE INDEX delivery_batch_retry_idx ON plantsync.delivery (endpoint_id, route_id, next_attempt_at)
+    WHERE batch_id IS NOT NULL AND status IN ('pending', 'retrying');
 COMMENT ON TABLE plantsync.delivery IS 'One row per (event, endpoint) pair a route matched, with its own state machine (pending, in_flight, retrying, delivered, dead, discarded; recorded for reconcile-only routes). Partitioned by day on created_at.';
 COMMENT ON COLUMN plantsync.delivery.id IS 'Delivery id.';
 COMMENT ON COLUMN plantsync.delivery.created_at IS 'When the delivery was created (the partition key).';
@@ -448,7 +451,7 @@ COMMENT ON COLUMN plantsync.delivery.attempts IS 'Attempts made so far.';
 COMMENT ON COLUMN plantsync.delivery.next_attempt_at IS 'When the delivery is next due.';
 COMMENT ON COLUMN plantsync.delivery.lease_until IS 'While in flight: until when the claiming worker owns it; after that it is claimable again.';
 COMMENT ON COLUMN plantsync.delivery.claimed_by IS 'While in flight: the process id of the worker that claimed it; a worker starting finds the claims of dead workers (a crash, a kill) and puts them back at once instead of waiting for their lease.';
-COMMENT ON COLUMN plantsync.delivery.batch_id IS 'Batch it was sent in, for batched routes.';
+COMMENT ON COLUMN plantsync.delivery.batch_id IS 'Batch it was sent in, for batched routes; the batch''s Idempotency-Key. A batch not settled as delivered or dead goes again as it was, with the same members and id.';
 COMMENT ON COLUMN plantsync.delivery.last_status_code IS 'HTTP status of the last attempt.';
 COMMENT ON COLUMN plantsync.delivery.last_error IS 'Error of the last attempt.';
 COMMENT ON COLUMN plantsync.delivery.delivered_at IS 'When it was delivered.';
@@ -927,6 +930,8 @@ DECLARE
     oldest timestamptz;
     b uuid;
     grp text;
+    claimed_ids uuid[];
+    claimed_created timestamptz[];
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'p_limit must be positive, not %', p_limit USING ERRCODE = 'invalid_parameter_value';
@@ -941,8 +946,9 @@ BEGIN
         RETURN;
     END IF;
 
-    -- A crashed or stuck worker's claims come back once their lease ends.
-    UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, batch_id = NULL, claimed_by = NULL, updated_at = now()
+    -- A crashed or stuck worker's claims come back once their lease ends
+    -- (a batch's keep their batch: it may have arrived, so it goes again as it was).
+    UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, claimed_by = NULL, updated_at = now()
      WHERE d.endpoint_id = p_endpoint_id AND d.status = 'in_flight' AND d.lease_until < claim_time;
 
     -- Real-time deliveries: due, and first in line for their ordering key
@@ -990,62 +996,109 @@ BEGIN
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('plantsync.route_batch:' || r.route_id)::bigint);
         CONTINUE WHEN EXISTS (SELECT 1 FROM plantsync.delivery d
                                WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.status = 'in_flight');
-        -- per order: the order of the route's oldest waiting delivery
-        grp := NULL;
-        IF r.batch_by = 'order' THEN
-            SELECT ev.order_number INTO grp
-              FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
-             WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
-               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
-             ORDER BY d.created_at LIMIT 1;
-        END IF;
-        SELECT count(*), min(d.created_at) INTO waiting, oldest
-          FROM (SELECT d.created_at FROM plantsync.delivery d
-                 WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
+        claimed_ids := NULL;
+        claimed_created := NULL;
+        -- A batch sent before and not settled (answered 5xx, timed out, or
+        -- its lease ran out) goes again as it was: the same members under the
+        -- same batch id, so the receiver gets the same Idempotency-Key with the
+        -- same body and can drop it if the first one got through (a new key
+        -- would post an ERP document twice). Nothing new joins it.
+        b := NULL;
+        SELECT d.batch_id INTO b FROM plantsync.delivery d
+         WHERE d.endpoint_id = p_endpoint_id AND d.route_id = r.route_id AND d.batch_id IS NOT NULL
+           AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
+         ORDER BY d.next_attempt_at LIMIT 1;
+        -- ... while its events are still first in line for their aggregates
+        -- (a replay of an earlier event can come before it); else its
+        -- members are batched anew, behind that event
+        IF b IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM plantsync.delivery m
+                 WHERE m.endpoint_id = p_endpoint_id AND m.route_id = r.route_id AND m.batch_id = b
+                   AND m.status IN ('pending', 'retrying')
+                   AND EXISTS (SELECT 1 FROM plantsync.delivery e
+                                WHERE e.endpoint_id = m.endpoint_id AND e.ordering_key = m.ordering_key
+                                  AND e.aggregate_seq < m.aggregate_seq
+                                  AND e.status IN ('pending', 'retrying', 'in_flight')
+                                  AND e.batch_id IS DISTINCT FROM b)) THEN
+            WITH upd AS (
+                UPDATE plantsync.delivery d
+                   SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1,
+                       updated_at = now(), claimed_by = p_claimant
+                 WHERE d.endpoint_id = p_endpoint_id AND d.route_id = r.route_id AND d.batch_id = b
+                   AND d.status IN ('pending', 'retrying')
+                RETURNING d.id, d.created_at
+            )
+            SELECT array_agg(upd.id), array_agg(upd.created_at) INTO claimed_ids, claimed_created FROM upd;
+        ELSE
+            IF b IS NOT NULL THEN
+                UPDATE plantsync.delivery d SET batch_id = NULL, updated_at = now()
+                 WHERE d.endpoint_id = p_endpoint_id AND d.route_id = r.route_id AND d.batch_id = b
+                   AND d.status IN ('pending', 'retrying');
+            END IF;
+            -- A new batch, of deliveries in no batch yet (those of a batch
+            -- waiting for its retry go with it).
+            -- Per order: the order of the route's oldest waiting delivery.
+            grp := NULL;
+            IF r.batch_by = 'order' THEN
+                SELECT ev.order_number INTO grp
+                  FROM plantsync.delivery d JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+                 WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.batch_id IS NULL
+                   AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
+                 ORDER BY d.created_at LIMIT 1;
+            END IF;
+            SELECT count(*), min(d.created_at) INTO waiting, oldest
+              FROM (SELECT d.created_at FROM plantsync.delivery d
+                     WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.batch_id IS NULL
+                       AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
+                       AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+                                                                       AND ev.order_number IS NOT DISTINCT FROM grp))
+                     LIMIT r.batch_max_size) d;
+            CONTINUE WHEN waiting = 0;
+            CONTINUE WHEN waiting < r.batch_max_size
+                      AND oldest > clock_timestamp() - make_interval(secs => r.batch_window_ms / 1000.0);
+            b := plantsync.uuid_v7();
+            WITH pick AS (
+                SELECT d.id, d.created_at FROM plantsync.delivery d
+                 WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id AND d.batch_id IS NULL
                    AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
                    AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
-                                                                   AND ev.order_number IS NOT DISTINCT FROM grp))
-                 LIMIT r.batch_max_size) d;
-        CONTINUE WHEN waiting = 0;
-        CONTINUE WHEN waiting < r.batch_max_size
-                  AND oldest > clock_timestamp() - make_interval(secs => r.batch_window_ms / 1000.0);
-        b := plantsync.uuid_v7();
+                                                                       AND ev.order_number IS NOT DISTINCT FROM grp))
+                   -- per-aggregate order, as for real-time deliveries: nothing
+                   -- earlier of its aggregate may wait outside this batch (a
+                   -- retry not yet due, one in flight, one in another batch,
+                   -- another route's, another order's); the batch itself is
+                   -- sent in sequence order
+                   AND NOT EXISTS (
+                        SELECT 1 FROM plantsync.delivery e
+                         WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
+                           AND e.aggregate_seq < d.aggregate_seq
+                           AND e.status IN ('pending', 'retrying', 'in_flight')
+                           AND NOT (e.route_id = d.route_id AND e.batch_id IS NULL
+                                    AND e.status IN ('pending', 'retrying') AND e.next_attempt_at <= claim_time
+                                    AND (r.batch_by = 'route'
+                                         OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = e.event_id AND ev.recorded_at = e.event_recorded_at
+                                                                                      AND ev.order_number IS NOT DISTINCT FROM grp))))
+                 ORDER BY d.ordering_key, d.aggregate_seq
+                 LIMIT r.batch_max_size
+                   FOR UPDATE OF d SKIP LOCKED
+            )
+            , upd AS (
+                UPDATE plantsync.delivery d
+                   SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1,
+                       batch_id = b, updated_at = now(), claimed_by = p_claimant
+                  FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
+                RETURNING d.id, d.created_at
+            )
+            SELECT array_agg(upd.id), array_agg(upd.created_at) INTO claimed_ids, claimed_created FROM upd;
+        END IF;
+        CONTINUE WHEN claimed_ids IS NULL;
         RETURN QUERY
-        WITH pick AS (
-            SELECT d.id, d.created_at FROM plantsync.delivery d
-             WHERE d.route_id = r.route_id AND d.endpoint_id = p_endpoint_id
-               AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
-               AND (r.batch_by = 'route' OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
-                                                                   AND ev.order_number IS NOT DISTINCT FROM grp))
-               -- per-aggregate order, as for real-time deliveries: nothing
-               -- earlier of its aggregate may wait outside this batch (a
-               -- retry not yet due, one in flight, another route's, another
-               -- order's); the batch itself is sent in sequence order
-               AND NOT EXISTS (
-                    SELECT 1 FROM plantsync.delivery e
-                     WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
-                       AND e.aggregate_seq < d.aggregate_seq
-                       AND e.status IN ('pending', 'retrying', 'in_flight')
-                       AND NOT (e.route_id = d.route_id AND e.status IN ('pending', 'retrying') AND e.next_attempt_at <= claim_time
-                                AND (r.batch_by = 'route'
-                                     OR EXISTS (SELECT 1 FROM plantsync.event ev WHERE ev.id = e.event_id AND ev.recorded_at = e.event_recorded_at
-                                                                                  AND ev.order_number IS NOT DISTINCT FROM grp))))
-             ORDER BY d.ordering_key, d.aggregate_seq
-             LIMIT r.batch_max_size
-               FOR UPDATE OF d SKIP LOCKED
-        )
-        , upd AS (
-            UPDATE plantsync.delivery d
-               SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1,
-                   batch_id = b, updated_at = now(), claimed_by = p_claimant
-              FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
-            RETURNING d.*
-        )
-        , batch AS (
+        WITH batch AS (
             SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id) AS idempotency_key,
                    d.attempts, d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)) AS payload, ev.entity, ev.site_id,
                    ev.order_number, ev.lot_number
-              FROM upd d
+              FROM unnest(claimed_ids, claimed_created) AS c(id, created_at)
+              JOIN plantsync.delivery d ON d.id = c.id AND d.created_at = c.created_at
               JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
         )
         -- the batch's one document, made once
@@ -1061,4 +1114,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval, integer) IS
-'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch (of the route, or of one production order with batch_by = order) once its window has passed or it is full. Expired leases come back first. Returns what this call claimed, with the request payload, and for a batch with a batch transform the one document to send (batch_body).';
+'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch (of the route, or of one production order with batch_by = order) once its window has passed or it is full; a batch sent before and not settled goes again as it was (same members, same batch id). Expired leases come back first. Returns what this call claimed, with the request payload, and for a batch with a batch transform the one document to send (batch_body).';

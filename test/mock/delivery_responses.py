@@ -18,7 +18,8 @@
 - one batch larger than the worker's settle buffer (2,100 deliveries) is
   sent once and settled, the worker still the same process;
 - a batch answered 503 holds back the later events of its aggregate: they
-  are not sent in a batch of their own before it.
+  are not sent in a batch of their own before it; and it goes again as it
+  was, with the same Idempotency-Key and body.
 
 Run by test/e2e/delivery_responses.sh with the cluster in PG* variables.
 """
@@ -209,6 +210,11 @@ SELECT 'P1', 'D-' || g, id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.materi
     after = [q for batch in sent[1:] for q in batch]
     check("after a batch answered 503, the aggregate's events arrive in sequence order, the later ones not first",
           len(sent) >= 2 and sent[0] == after[:2] and after == sorted(after) and len(after) == 4, str(sent))
+    border = [(r["headers"].get("idempotency-key"), r["headers"].get("webhook-id"), r["body"])
+              for r in mock("/_requests") if r["path"] == "/border"]
+    check("the batch answered 503 goes again as it was: the same Idempotency-Key, webhook-id and body",
+          len(border) >= 2 and border[0][0] and border[1] == border[0] and border[0][0] == border[0][1],
+          str([(k, w, len(b)) for k, w, b in border]))
 
     # Endpoints are loaded again when they change, not after a VACUUM of the
     # delivery table (which invalidates its cache entries, and used to make

@@ -1,6 +1,10 @@
 -- pgTAP: claims and their settling. An outcome that comes back after its
 -- claim's lease ran out and the delivery was claimed again settles nothing
 -- (only the outcome of the live claim does); it is recorded as an attempt.
+-- A batch that is not settled (a retry, a lease that ran out, a worker that
+-- died) goes again as it was: same members, same batch id (its
+-- Idempotency-Key), nothing new added; unless an earlier event of one of
+-- its aggregates now waits outside it, when it is batched anew behind that.
 BEGIN;
 SELECT * FROM no_plan();
 
@@ -43,6 +47,82 @@ SELECT is((SELECT status || ' ' || attempts FROM plantsync.delivery WHERE id = (
           'delivered, after two attempts');
 SELECT is((SELECT string_agg(attempt || ' ' || outcome, ', ' ORDER BY attempt) FROM plantsync.delivery_attempt
             WHERE delivery_id = (SELECT delivery_id FROM first_claim)), '1 delivered, 2 delivered', 'both attempts are recorded');
+
+-- Batched: settles every claimed delivery of a claim table alike
+CREATE FUNCTION pg_temp.settle_all(claim regclass, outcome text, next_at timestamptz) RETURNS integer LANGUAGE plpgsql AS $f$
+DECLARE n integer;
+BEGIN
+    EXECUTE format($q$SELECT plantsync.settle_deliveries(array_agg(delivery_id), array_agg(created_at), array_agg(%L::text),
+                                                      array_agg(CASE %L WHEN 'delivered' THEN 200 WHEN 'dead' THEN 400 ELSE 503 END),
+                                                      array_agg(NULL::text), array_agg(%L::timestamptz), array_agg(clock_timestamp()),
+                                                      array_agg(5), array_agg('{}'::text), array_agg(attempts))
+                         FROM %s$q$, outcome, outcome, next_at, claim) INTO n;
+    RETURN n;
+END
+$f$;
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http) VALUES ('dc-bat', 'erp', 'http://127.0.0.1:9/', true);
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id) VALUES ('dc-bat-drafts', 'production_order.draft', 'dc-bat');
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
+VALUES ('dc-bat-released', 'production_order.released', 'dc-bat', 'batched', 1, 10);
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'DC', o, m.id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.material m, unnest(ARRAY['B-1', 'B-2']) o WHERE m.material_number = 'FG';
+RESET plantsync.source_system;
+-- the drafts go in real time: B-1's is refused (a dead letter, replayed later), B-2's delivered
+CREATE TEMP TABLE drafts AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT count(*) FROM drafts WHERE batch_id IS NULL), 2::bigint, 'batched: the drafts are claimed in real time');
+CREATE TEMP TABLE draft_b1 AS SELECT * FROM drafts WHERE order_number = 'B-1';
+CREATE TEMP TABLE draft_b2 AS SELECT * FROM drafts WHERE order_number = 'B-2';
+SELECT is(pg_temp.settle_all('draft_b1', 'dead', NULL) + pg_temp.settle_all('draft_b2', 'delivered', NULL), 2, 'B-1''s draft is dead, B-2''s delivered');
+
+SET LOCAL plantsync.source_system = 'erp';
+UPDATE plantsync.production_order SET status = 'released' WHERE order_number IN ('B-1', 'B-2');
+RESET plantsync.source_system;
+CREATE TEMP TABLE batch1 AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT count(*) || ' in ' || count(DISTINCT batch_id) || ', attempt ' || max(attempts) FROM batch1 WHERE batch_id IS NOT NULL),
+          '2 in 1, attempt 1', 'the releases are claimed as one batch');
+SELECT is(pg_temp.settle_all('batch1', 'retrying', now()), 2, 'the batch is answered 503: both retrying, due now');
+
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'DC', 'B-3', m.id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material m WHERE m.material_number = 'FG';
+RESET plantsync.source_system;
+CREATE TEMP TABLE retry1 AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT set_eq('SELECT delivery_id, batch_id, attempts - 1 FROM retry1', 'SELECT delivery_id, batch_id, attempts FROM batch1',
+              'the retry is the same batch: same members, same batch id, attempt 2; B-3''s release, due meanwhile, is not added');
+
+-- its lease runs out: claimed again as it was
+SET LOCAL plantsync.source_system = 'hub';
+UPDATE plantsync.delivery SET lease_until = now() - interval '1 second' WHERE id IN (SELECT delivery_id FROM retry1);
+RESET plantsync.source_system;
+CREATE TEMP TABLE retry2 AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT set_eq('SELECT delivery_id, batch_id, attempts - 2 FROM retry2', 'SELECT delivery_id, batch_id, attempts FROM batch1',
+              'after its lease ran out it goes again as the same batch (attempt 3)');
+
+-- its worker is gone (a crash): put back at once, and claimed again as it was
+SELECT is(plantsync.release_orphaned_claims(ARRAY[]::integer[]), 2, 'a starting worker puts the dead worker''s batch back');
+CREATE TEMP TABLE retry3 AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT set_eq('SELECT delivery_id, batch_id, attempts - 3 FROM retry3', 'SELECT delivery_id, batch_id, attempts FROM batch1',
+              'after a crash it goes again as the same batch (attempt 4)');
+SELECT is(pg_temp.settle_all('retry3', 'retrying', now()), 2, 'answered 503 again');
+
+-- B-1's draft is replayed: an earlier event of B-1 waits outside the batch
+CREATE TEMP TABLE replayed AS SELECT * FROM plantsync.replay_deliveries('ERP master data fixed', (SELECT delivery_id FROM draft_b1));
+CREATE TEMP TABLE after_replay AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT delivery_id FROM after_replay WHERE batch_id IS NULL), (SELECT new_delivery_id FROM replayed),
+          'the replayed draft of B-1 is claimed in real time');
+SELECT is((SELECT string_agg(order_number, ', ' ORDER BY order_number) FROM after_replay WHERE batch_id IS NOT NULL), 'B-2, B-3',
+          'the old batch is not sent before it: B-2''s release goes in a new batch, with B-3''s');
+SELECT isnt((SELECT DISTINCT batch_id FROM after_replay WHERE batch_id IS NOT NULL), (SELECT DISTINCT batch_id FROM batch1),
+            'under a new batch id');
+SELECT is((SELECT status || ' ' || (batch_id IS NULL) FROM plantsync.delivery
+            WHERE id = (SELECT delivery_id FROM batch1 WHERE order_number = 'B-1')), 'retrying true',
+          'B-1''s release waits for its draft, in no batch');
+SELECT is(pg_temp.settle_all('after_replay', 'delivered', NULL), 3, 'the draft and the new batch are delivered');
+CREATE TEMP TABLE last_batch AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT order_number || ' ' || attempts || ' ' || (batch_id <> (SELECT DISTINCT batch_id FROM batch1)) FROM last_batch), 'B-1 5 true',
+          'then B-1''s release goes, in a batch of its own (attempt 5)');
 
 SELECT * FROM finish();
 ROLLBACK;
