@@ -1115,3 +1115,34 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval, integer) IS
 'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch (of the route, or of one production order with batch_by = order) once its window has passed or it is full; a batch sent before and not settled goes again as it was (same members, same batch id). Expired leases come back first. Returns what this call claimed, with the request payload, and for a batch with a batch transform the one document to send (batch_body).';
+
+-- Batched deliveries are claimed through their route, as it is now: a route
+-- that stops batching to an endpoint (its mode, endpoint or id changed, or it
+-- was deleted) would leave the ones still waiting where no claim looks. They
+-- were owed when their events were written, so they go in real time instead,
+-- one request each (the batch transform belonged to the route). Definer's
+-- rights: a plant-restricted administrator's change must reach every plant's.
+CREATE FUNCTION plantsync.unbatch_deliveries() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE plantsync.delivery d SET mode = 'realtime', batch_id = NULL, updated_at = now()
+         WHERE d.mode = 'batched' AND d.status IN ('pending', 'retrying', 'in_flight');
+    ELSIF TG_OP = 'DELETE' OR NEW.mode <> 'batched' OR NEW.endpoint_id <> OLD.endpoint_id OR NEW.route_id <> OLD.route_id THEN
+        UPDATE plantsync.delivery d SET mode = 'realtime', batch_id = NULL, updated_at = now()
+         WHERE d.endpoint_id = OLD.endpoint_id AND d.route_id = OLD.route_id AND d.mode = 'batched'
+           AND d.status IN ('pending', 'retrying', 'in_flight');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION plantsync.unbatch_deliveries() IS 'Trigger on plantsync.route: when a route stops batching to an endpoint (mode, endpoint or id changed, deleted, truncated), its batched deliveries still waiting go in real time.';
+REVOKE EXECUTE ON FUNCTION plantsync.unbatch_deliveries() FROM PUBLIC;
+CREATE TRIGGER plantsync_unbatch AFTER UPDATE OF mode, endpoint_id, route_id OR DELETE ON plantsync.route
+    FOR EACH ROW WHEN (OLD.mode = 'batched') EXECUTE FUNCTION plantsync.unbatch_deliveries();
+CREATE TRIGGER plantsync_unbatch_truncate AFTER TRUNCATE ON plantsync.route
+    FOR EACH STATEMENT EXECUTE FUNCTION plantsync.unbatch_deliveries();

@@ -5,6 +5,8 @@
 -- died) goes again as it was: same members, same batch id (its
 -- Idempotency-Key), nothing new added; unless an earlier event of one of
 -- its aggregates now waits outside it, when it is batched anew behind that.
+-- A route that stops batching (mode, endpoint changed, deleted) sends the
+-- batched deliveries it leaves waiting in real time.
 BEGIN;
 SELECT * FROM no_plan();
 
@@ -123,6 +125,43 @@ SELECT is(pg_temp.settle_all('after_replay', 'delivered', NULL), 3, 'the draft a
 CREATE TEMP TABLE last_batch AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
 SELECT is((SELECT order_number || ' ' || attempts || ' ' || (batch_id <> (SELECT DISTINCT batch_id FROM batch1)) FROM last_batch), 'B-1 5 true',
           'then B-1''s release goes, in a batch of its own (attempt 5)');
+
+-- a route that stops batching leaves nothing stranded
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'DC', o, m.id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material m, unnest(ARRAY['U-1', 'U-2']) o
+ WHERE m.material_number = 'FG';
+SET LOCAL plantsync.source_system = 'hub';
+UPDATE plantsync.route SET batch_window_ms = 3600000 WHERE route_id = 'dc-bat-released';
+RESET plantsync.source_system;
+SELECT is((SELECT count(*) FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1)), 0::bigint,
+          'U-1 and U-2 wait for their batch window of an hour');
+SET LOCAL plantsync.source_system = 'hub';
+UPDATE plantsync.route SET mode = 'realtime', batch_window_ms = NULL, batch_max_size = NULL WHERE route_id = 'dc-bat-released';
+RESET plantsync.source_system;
+CREATE TEMP TABLE unbatched AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT string_agg(order_number || ' ' || (batch_id IS NULL), ', ' ORDER BY order_number) FROM unbatched), 'U-1 true, U-2 true',
+          'the route made real-time: its waiting deliveries are claimed in real time, one each');
+SELECT is((SELECT string_agg(DISTINCT mode, ',') FROM plantsync.delivery WHERE id IN (SELECT delivery_id FROM unbatched)), 'realtime',
+          'and say so');
+
+-- deleted while its batch is in flight: the batch's answer (503) leaves its deliveries to go in real time
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
+VALUES ('dc-bat-held', 'production_order.held', 'dc-bat', 'batched', 1, 10);
+SET LOCAL plantsync.source_system = 'mes';
+UPDATE plantsync.production_order SET status = 'in_progress' WHERE order_number = 'U-1';
+UPDATE plantsync.production_order SET status = 'held' WHERE order_number = 'U-1';
+RESET plantsync.source_system;
+SELECT is(pg_temp.settle_all('unbatched', 'delivered', NULL), 2, 'U-1 and U-2 delivered');
+CREATE TEMP TABLE held_batch AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1) WHERE event_type = 'production_order.held';
+SELECT is((SELECT count(*) FROM held_batch WHERE batch_id IS NOT NULL), 1::bigint, 'U-1''s hold goes in a batch');
+SET LOCAL plantsync.source_system = 'hub';
+DELETE FROM plantsync.route WHERE route_id = 'dc-bat-held';
+RESET plantsync.source_system;
+SELECT is(pg_temp.settle_all('held_batch', 'retrying', now()), 1, 'the route is deleted; its batch is answered 503');
+SELECT is((SELECT order_number || ' ' || event_type || ' ' || (batch_id IS NULL) || ' ' || attempts FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1)),
+          'U-1 production_order.held true 2', 'the retry goes in real time');
 
 SELECT * FROM finish();
 ROLLBACK;
