@@ -353,3 +353,33 @@ DELETE FROM plantsync.route WHERE route_id = 'qms-picky';
 -- with include_delivered, a selection that matches nothing says so too
 SELECT * FROM plantsync.replay_deliveries('again', event_type => 'no_such.event', include_delivered => true);
 \echo :SQLSTATE
+-- An endpoint that still owes deliveries is neither deleted nor renamed:
+-- they would wait forever where no worker looks.
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url) VALUES ('old-lims', 'qms', 'https://lims.example.com');
+INSERT INTO plantsync.delivery (event_id, event_recorded_at, event_type, route_id, endpoint_id, mode, status, ordering_key, aggregate_seq)
+SELECT e.id, e.recorded_at, e.type, 'old-lims', 'old-lims', 'realtime', s.status, 'lot:old-lims', s.seq
+  FROM (SELECT * FROM plantsync.event ORDER BY recorded_at LIMIT 1) e,
+       (VALUES ('dead', 1), ('pending', 2), ('pending', 3), ('pending', 4)) AS s(status, seq);
+UPDATE plantsync.delivery SET status = 'in_flight' WHERE endpoint_id = 'old-lims' AND aggregate_seq IN (2, 4);
+UPDATE plantsync.delivery SET status = 'retrying' WHERE endpoint_id = 'old-lims' AND aggregate_seq = 2;
+SELECT aggregate_seq, status FROM plantsync.delivery WHERE endpoint_id = 'old-lims' ORDER BY aggregate_seq;
+DELETE FROM plantsync.endpoint WHERE endpoint_id = 'old-lims';
+\echo :SQLSTATE
+UPDATE plantsync.endpoint SET endpoint_id = 'lims-2019' WHERE endpoint_id = 'old-lims';
+\echo :SQLSTATE
+TRUNCATE plantsync.endpoint CASCADE;
+\echo :SQLSTATE
+-- discarding: dead letters, and with include_waiting what waits (never what is in flight)
+SELECT count(*) AS discarded FROM plantsync.discard_deliveries('LIMS replaced', endpoint_id => 'old-lims');
+SELECT count(*) AS discarded FROM plantsync.discard_deliveries('LIMS replaced', endpoint_id => 'old-lims', include_waiting => true);
+SELECT plantsync.discard_deliveries('LIMS replaced', endpoint_id => 'old-lims', include_waiting => true);
+\echo :SQLSTATE
+SELECT selection FROM plantsync.delivery_action ORDER BY acted_at DESC LIMIT 1;
+DELETE FROM plantsync.endpoint WHERE endpoint_id = 'old-lims';
+\echo :SQLSTATE
+-- its last request's outcome comes back: the endpoint can go
+UPDATE plantsync.delivery SET status = 'delivered', delivered_at = now() WHERE endpoint_id = 'old-lims' AND status = 'in_flight';
+DELETE FROM plantsync.endpoint WHERE endpoint_id = 'old-lims';
+SELECT count(*) AS old_lims_endpoints FROM plantsync.endpoint WHERE endpoint_id = 'old-lims';
+SELECT status, count(*) FROM plantsync.delivery WHERE endpoint_id = 'old-lims' GROUP BY status ORDER BY status;

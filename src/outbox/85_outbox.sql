@@ -474,7 +474,9 @@ INSERT INTO plantsync.state_transition (machine, from_state, to_state, descripti
     ('delivery', 'in_flight', 'retrying', '408, 425, 429, 5xx, timeout or network error, attempts left.'),
     ('delivery', 'in_flight', 'dead', 'Other 4xx, 3xx, or out of attempts.'),
     ('delivery', 'in_flight', 'pending', 'Lease expired or handed back (endpoint disabled, circuit open).'),
-    ('delivery', 'dead', 'discarded', 'Discarded by a person.');
+    ('delivery', 'dead', 'discarded', 'Discarded by a person.'),
+    ('delivery', 'pending', 'discarded', 'Discarded by a person before it was sent (include_waiting).'),
+    ('delivery', 'retrying', 'discarded', 'Discarded by a person while it waited for a retry (include_waiting).');
 INSERT INTO plantsync.entity (entity, owner_system, key_column, state_column, machine, append_only, record_history, description)
 VALUES ('delivery', NULL, 'id', 'status', 'delivery', false, false,
         'Deliveries of events to endpoints: written by the outbox and the workers whatever system the session writes for; privileges guard them.');
@@ -852,7 +854,8 @@ COMMENT ON FUNCTION plantsync.replay_deliveries(text, uuid, text, text, timestam
 
 CREATE FUNCTION plantsync.discard_deliveries(reason text, delivery_id uuid DEFAULT NULL, endpoint_id text DEFAULT NULL,
                                              event_type text DEFAULT NULL, from_time timestamptz DEFAULT NULL,
-                                             to_time timestamptz DEFAULT NULL, correlation_id uuid DEFAULT NULL)
+                                             to_time timestamptz DEFAULT NULL, correlation_id uuid DEFAULT NULL,
+                                             include_waiting boolean DEFAULT false)
 RETURNS SETOF uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -860,24 +863,89 @@ SET plantsync.source_system = 'hub'
 AS $$
 DECLARE
     ids uuid[];
+    batches uuid[];
 BEGIN
     PERFORM plantsync.check_selection_reason(reason);
+    -- waiting: not yet sent, or to be sent again; never one in flight, whose
+    -- request is out and whose outcome is on its way
     SELECT array_agg(s.id) INTO ids
-      FROM plantsync.select_deliveries('{dead}', delivery_id, endpoint_id, event_type, from_time, to_time, correlation_id) s;
-    IF ids IS NULL THEN
-        RAISE EXCEPTION 'no dead deliveries match the selection' USING ERRCODE = 'no_data_found';
+      FROM plantsync.select_deliveries(CASE WHEN include_waiting THEN '{dead,pending,retrying}'::text[] ELSE '{dead}'::text[] END,
+                                       delivery_id, endpoint_id, event_type, from_time, to_time, correlation_id) s;
+    IF ids IS NULL AND include_waiting THEN
+        RAISE EXCEPTION 'no dead or waiting deliveries match the selection' USING ERRCODE = 'no_data_found',
+            HINT = 'Deliveries in flight are not discarded: their outcome settles them.';
+    ELSIF ids IS NULL THEN
+        RAISE EXCEPTION 'no dead deliveries match the selection'
+            USING ERRCODE = 'no_data_found', HINT = 'Only dead letters are discarded unless include_waiting is true.';
     END IF;
-    UPDATE plantsync.delivery d SET status = 'discarded', updated_at = now() WHERE d.id = ANY (ids) AND d.status = 'dead';
+    WITH gone AS (
+        UPDATE plantsync.delivery d SET status = 'discarded', updated_at = now()
+         WHERE d.id = ANY (ids) AND d.status IN ('dead', 'pending', 'retrying')
+        RETURNING d.batch_id
+    )
+    SELECT array_agg(DISTINCT g.batch_id) INTO batches FROM gone g WHERE g.batch_id IS NOT NULL;
+    -- a batch waiting for its retry that loses members is no longer what its
+    -- Idempotency-Key named: the rest are batched anew, under a new one
+    UPDATE plantsync.delivery d SET batch_id = NULL, updated_at = now()
+     WHERE d.batch_id = ANY (batches) AND d.status IN ('pending', 'retrying');
     INSERT INTO plantsync.delivery_action (action, delivery_ids, selection, acted_by, reason)
     VALUES ('discard', ids,
             jsonb_strip_nulls(jsonb_build_object('delivery_id', delivery_id, 'endpoint_id', endpoint_id, 'event_type', event_type,
-                                                 'from_time', from_time, 'to_time', to_time, 'correlation_id', correlation_id)),
+                                                 'from_time', from_time, 'to_time', to_time, 'correlation_id', correlation_id,
+                                                 'include_waiting', NULLIF(include_waiting, false))),
             current_user, reason);
     RETURN QUERY SELECT unnest(ids);
 END
 $$;
-COMMENT ON FUNCTION plantsync.discard_deliveries(text, uuid, text, text, timestamptz, timestamptz, uuid) IS
-'Discards dead letters selected by delivery, endpoint, event type pattern, time range or correlation id: they are never sent. Needs a reason; recorded in plantsync.delivery_action.';
+COMMENT ON FUNCTION plantsync.discard_deliveries(text, uuid, text, text, timestamptz, timestamptz, uuid, boolean) IS
+'Discards dead letters (and, with include_waiting, deliveries not yet sent or waiting for a retry; never one in flight) selected by delivery, endpoint, event type pattern, time range or correlation id: they are never sent. Needs a reason; recorded in plantsync.delivery_action.';
+
+-- An endpoint's deliveries name it, and only a worker of an endpoint that
+-- exists claims them: deleting (or renaming) one that still owes deliveries
+-- would leave them waiting forever, unseen by its health view, and keep
+-- their partitions from being purged.
+CREATE FUNCTION plantsync.check_endpoint_settled() RETURNS trigger
+LANGUAGE plpgsql
+-- the deliveries of every plant, whoever deletes it
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    waiting bigint;
+    in_flight bigint;
+    dead bigint;
+    eid text;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        SELECT d.endpoint_id INTO eid FROM plantsync.delivery d
+         WHERE d.status IN ('pending', 'retrying', 'in_flight', 'dead') LIMIT 1;
+    ELSE
+        eid := OLD.endpoint_id;
+    END IF;
+    SELECT count(*) FILTER (WHERE d.status IN ('pending', 'retrying')), count(*) FILTER (WHERE d.status = 'in_flight'),
+           count(*) FILTER (WHERE d.status = 'dead') INTO waiting, in_flight, dead
+      FROM plantsync.delivery d
+     WHERE d.endpoint_id = eid AND d.status IN ('pending', 'retrying', 'in_flight', 'dead');
+    IF waiting + in_flight + dead > 0 THEN
+        RAISE EXCEPTION 'endpoint "%" still has deliveries: % waiting, % in flight, % dead', eid, waiting, in_flight, dead
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Let them be delivered, or discard them with plantsync.discard_deliveries(reason, endpoint_id => %L, include_waiting => true) '
+                                'and let those in flight settle; set enabled = false to stop sending meanwhile.', eid);
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION plantsync.check_endpoint_settled() IS 'Trigger on plantsync.endpoint: refuses to delete, rename or truncate an endpoint that still has deliveries to send or dead letters.';
+REVOKE EXECUTE ON FUNCTION plantsync.check_endpoint_settled() FROM PUBLIC;
+CREATE TRIGGER plantsync_check_endpoint_settled BEFORE DELETE ON plantsync.endpoint
+    FOR EACH ROW EXECUTE FUNCTION plantsync.check_endpoint_settled();
+CREATE TRIGGER plantsync_check_endpoint_settled_rename BEFORE UPDATE OF endpoint_id ON plantsync.endpoint
+    FOR EACH ROW WHEN (OLD.endpoint_id IS DISTINCT FROM NEW.endpoint_id) EXECUTE FUNCTION plantsync.check_endpoint_settled();
+CREATE TRIGGER plantsync_check_endpoint_settled_truncate BEFORE TRUNCATE ON plantsync.endpoint
+    FOR EACH STATEMENT EXECUTE FUNCTION plantsync.check_endpoint_settled();
 
 -- A batched route's one document: its batch transform over the payloads.
 -- A transform that fails leaves the batch to go as the array it is, which

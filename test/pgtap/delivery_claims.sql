@@ -5,8 +5,9 @@
 -- died) goes again as it was: same members, same batch id (its
 -- Idempotency-Key), nothing new added; unless an earlier event of one of
 -- its aggregates now waits outside it, when it is batched anew behind that.
--- A route that stops batching (mode, endpoint changed, deleted) sends the
--- batched deliveries it leaves waiting in real time.
+-- Discarding one event of such a batch makes the rest a new batch. A route
+-- that stops batching (mode, endpoint changed, deleted) sends the batched
+-- deliveries it leaves waiting in real time.
 BEGIN;
 SELECT * FROM no_plan();
 
@@ -125,6 +126,26 @@ SELECT is(pg_temp.settle_all('after_replay', 'delivered', NULL), 3, 'the draft a
 CREATE TEMP TABLE last_batch AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
 SELECT is((SELECT order_number || ' ' || attempts || ' ' || (batch_id <> (SELECT DISTINCT batch_id FROM batch1)) FROM last_batch), 'B-1 5 true',
           'then B-1''s release goes, in a batch of its own (attempt 5)');
+
+-- one event of a batch waiting for its retry is discarded: the rest are no
+-- longer the batch its key named, and go in a new one
+SELECT is(pg_temp.settle_all('last_batch', 'delivered', NULL), 1, 'B-1''s release delivered');
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'DC', o, m.id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material m, unnest(ARRAY['D-1', 'D-2']) o
+ WHERE m.material_number = 'FG';
+RESET plantsync.source_system;
+CREATE TEMP TABLE d_batch AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT count(*) || ' in ' || count(DISTINCT batch_id) FROM d_batch WHERE batch_id IS NOT NULL), '2 in 1', 'D-1 and D-2 in one batch');
+SELECT is(pg_temp.settle_all('d_batch', 'retrying', now()), 2, 'answered 503');
+SELECT is((SELECT count(*) FROM plantsync.discard_deliveries('D-1 cancelled in the ERP by hand',
+                                                             delivery_id => (SELECT delivery_id FROM d_batch WHERE order_number = 'D-1'),
+                                                             include_waiting => true)), 1::bigint,
+          'D-1''s delivery, waiting for the retry, is discarded');
+CREATE TEMP TABLE d_rest AS SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1);
+SELECT is((SELECT order_number || ' ' || attempts || ' ' || (batch_id <> (SELECT DISTINCT batch_id FROM d_batch)) FROM d_rest), 'D-2 2 true',
+          'D-2 goes alone, under a new batch id');
+SELECT is(pg_temp.settle_all('d_rest', 'delivered', NULL), 1, 'and is delivered');
 
 -- a route that stops batching leaves nothing stranded
 SET LOCAL plantsync.source_system = 'erp';
