@@ -1389,6 +1389,7 @@ claim_and_start(void)
 		Request    *req = NULL;
 		char	   *current_batch = NULL;
 		List	   *batch_rows = NIL;
+		int			requests = 0;
 
 		if (cap <= 0)
 			continue;
@@ -1419,8 +1420,6 @@ claim_and_start(void)
 			continue;
 		if (ep->circuit_open)
 			ep->probing = true;
-		if (ep->rate_limit > 0)
-			ep->tokens -= SPI_processed;
 		claimed += SPI_processed;
 
 		for (i = 0; i < SPI_processed; i++)
@@ -1442,12 +1441,14 @@ claim_and_start(void)
 				/* a claim may hold batches of several routes: each is a request */
 				if (batch_rows != NIL)
 					start_batch(ep, batch_rows, desc, current_batch);
+				requests++;
 				current_batch = pstrdup(batch);
 				batch_rows = list_make1(heap_copytuple(tup));
 				MemoryContextSwitchTo(old);
 				continue;
 			}
 			/* a real-time delivery: one request */
+			requests++;
 			req = palloc0(sizeof(Request));
 			req->ep = ep;
 			req->n = 1;
@@ -1464,6 +1465,9 @@ claim_and_start(void)
 		}
 		if (batch_rows != NIL)
 			start_batch(ep, batch_rows, SPI_tuptable->tupdesc, current_batch);
+		/* the rate limit counts requests (a batch is one), as the claim does */
+		if (ep->rate_limit > 0)
+			ep->tokens -= requests;
 	}
 
 	if (TimestampDifferenceExceeds(last_poll_claim, now, POLL_CHECK_MS))

@@ -1000,6 +1000,7 @@ DECLARE
     grp text;
     claimed_ids uuid[];
     claimed_created timestamptz[];
+    requests integer := 0;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 THEN
         RAISE EXCEPTION 'p_limit must be positive, not %', p_limit USING ERRCODE = 'invalid_parameter_value';
@@ -1019,46 +1020,14 @@ BEGIN
     UPDATE plantsync.delivery d SET status = 'pending', lease_until = NULL, claimed_by = NULL, updated_at = now()
      WHERE d.endpoint_id = p_endpoint_id AND d.status = 'in_flight' AND d.lease_until < claim_time;
 
-    -- Real-time deliveries: due, and first in line for their ordering key
-    -- (no earlier event of the same aggregate still unsettled for this endpoint).
-    -- One statement picks, leases and returns them with their payload.
-    RETURN QUERY
-    WITH pick AS (
-        SELECT d.id, d.created_at
-          FROM plantsync.delivery d
-         WHERE d.endpoint_id = p_endpoint_id AND d.mode = 'realtime'
-           AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
-           -- first in line: a correlated subquery, so that the ordering
-           -- index is searched by key for each candidate
-           AND d.aggregate_seq = (
-                SELECT e.aggregate_seq FROM plantsync.delivery e
-                 WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
-                   AND e.status IN ('pending', 'retrying', 'in_flight')
-                 ORDER BY e.aggregate_seq LIMIT 1)
-         -- among deliveries due at the same moment (a backlog), the lowest
-         -- sequence numbers are the likeliest to be first in line
-         ORDER BY d.next_attempt_at, d.aggregate_seq
-         LIMIT p_limit
-           FOR UPDATE OF d SKIP LOCKED
-    )
-    , upd AS (
-        UPDATE plantsync.delivery d
-           SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1, updated_at = now(),
-               claimed_by = p_claimant
-          FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
-        RETURNING d.*
-    )
-    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
-           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number, NULL::jsonb
-      FROM upd d
-      JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
-     ORDER BY d.ordering_key, d.aggregate_seq;
-
-    -- Batched routes: one batch per route (or per order of the route) when
-    -- its window has passed or it is full, and only one batch of a route in
-    -- flight at a time (keeps order).
+    -- p_limit counts requests, as the endpoint's max_in_flight and rate
+    -- limit do: a batch is one. Batched routes first: one batch per route
+    -- (or per order of the route) when its window has passed or it is full,
+    -- and only one batch of a route in flight at a time (keeps order); a
+    -- busy real-time stream cannot keep them waiting.
     FOR r IN SELECT rt.route_id, rt.batch_window_ms, rt.batch_max_size, rt.batch_by, rt.batch_transform FROM plantsync.route rt
               WHERE rt.endpoint_id = p_endpoint_id AND rt.mode = 'batched' ORDER BY rt.route_id LOOP
+        EXIT WHEN requests >= p_limit;
         -- one claimer of a route's batches at a time: a batch another claims
         -- now is not in flight yet for the check below
         CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('plantsync.route_batch:' || r.route_id)::bigint);
@@ -1160,6 +1129,7 @@ BEGIN
             SELECT array_agg(upd.id), array_agg(upd.created_at) INTO claimed_ids, claimed_created FROM upd;
         END IF;
         CONTINUE WHEN claimed_ids IS NULL;
+        requests := requests + 1;
         RETURN QUERY
         WITH batch AS (
             SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id) AS idempotency_key,
@@ -1179,10 +1149,49 @@ BEGIN
           FROM batch x CROSS JOIN doc
          ORDER BY x.ordering_key, x.aggregate_seq;
     END LOOP;
+
+    -- Real-time deliveries, as many as there are requests left: due, and
+    -- first in line for their ordering key (no earlier event of the same
+    -- aggregate still unsettled for this endpoint). One statement picks,
+    -- leases and returns them with their payload.
+    IF requests >= p_limit THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH pick AS (
+        SELECT d.id, d.created_at
+          FROM plantsync.delivery d
+         WHERE d.endpoint_id = p_endpoint_id AND d.mode = 'realtime'
+           AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= claim_time
+           -- first in line: a correlated subquery, so that the ordering
+           -- index is searched by key for each candidate
+           AND d.aggregate_seq = (
+                SELECT e.aggregate_seq FROM plantsync.delivery e
+                 WHERE e.endpoint_id = d.endpoint_id AND e.ordering_key = d.ordering_key
+                   AND e.status IN ('pending', 'retrying', 'in_flight')
+                 ORDER BY e.aggregate_seq LIMIT 1)
+         -- among deliveries due at the same moment (a backlog), the lowest
+         -- sequence numbers are the likeliest to be first in line
+         ORDER BY d.next_attempt_at, d.aggregate_seq
+         LIMIT p_limit - requests
+           FOR UPDATE OF d SKIP LOCKED
+    )
+    , upd AS (
+        UPDATE plantsync.delivery d
+           SET status = 'in_flight', lease_until = clock_timestamp() + p_lease, attempts = d.attempts + 1, updated_at = now(),
+               claimed_by = p_claimant
+          FROM pick WHERE d.id = pick.id AND d.created_at = pick.created_at
+        RETURNING d.*
+    )
+    SELECT d.id, d.created_at, d.batch_id, d.route_id, d.event_id, d.event_type, COALESCE(d.idempotency_key, d.id), d.attempts,
+           d.ordering_key, d.aggregate_seq, COALESCE(d.body, to_jsonb(ev)), ev.entity, ev.site_id, ev.order_number, ev.lot_number, NULL::jsonb
+      FROM upd d
+      JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
+     ORDER BY d.ordering_key, d.aggregate_seq;
 END
 $$;
 COMMENT ON FUNCTION plantsync.claim_deliveries(text, integer, interval, integer) IS
-'Claims the deliveries of an endpoint that are due, under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): real-time ones first in line for their aggregate, and for each batched route one batch (of the route, or of one production order with batch_by = order) once its window has passed or it is full; a batch sent before and not settled goes again as it was (same members, same batch id). Expired leases come back first. Returns what this call claimed, with the request payload, and for a batch with a batch transform the one document to send (batch_body).';
+'Claims the deliveries of an endpoint that are due, at most p_limit requests (a batch is one), under a lease (FOR UPDATE SKIP LOCKED, so workers never block each other or writers): for each batched route one batch (of the route, or of one production order with batch_by = order) once its window has passed or it is full; a batch sent before and not settled goes again as it was (same members, same batch id); then real-time ones first in line for their aggregate. Expired leases come back first. Returns what this call claimed, with the request payload, and for a batch with a batch transform the one document to send (batch_body).';
 
 -- Batched deliveries are claimed through their route, as it is now: a route
 -- that stops batching to an endpoint (its mode, endpoint or id changed, or it

@@ -19,7 +19,8 @@
   sent once and settled, the worker still the same process;
 - a batch answered 503 holds back the later events of its aggregate: they
   are not sent in a batch of their own before it; and it goes again as it
-  was, with the same Idempotency-Key and body.
+  was, with the same Idempotency-Key and body;
+- max_in_flight and the rate limit count requests, a batch as one.
 
 Run by test/e2e/delivery_responses.sh with the cluster in PG* variables.
 """
@@ -234,6 +235,47 @@ SELECT 'P1', 'D-' || g, id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.materi
     changed = wait_for("reload", lambda: loads() > after_vacuum, 10)
     check("a VACUUM of the delivery table does not make the worker load its endpoints again; a change of one does",
           before > 0 and after_vacuum == before and changed, f"{before} loads, {after_vacuum} after VACUUM, {loads()} after the change")
+
+    # max_in_flight and the rate limit count requests, and a batch is one:
+    # two batched routes of a strictly serial endpoint, and a batch of 40
+    # beside three real-time deliveries to an endpoint allowed 2 a second
+    mock("/_script", {"rules": [{"path": "/lim/", "responses": [{"status": 200, "delay_ms": 300}]}]})
+    psql(f"""
+SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, max_in_flight)
+VALUES ('serial', 'erp', 'http://127.0.0.1:{t.port}/lim/serial', true, 1);
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http, rate_limit_per_s)
+VALUES ('ratelim', 'erp', 'http://127.0.0.1:{t.port}/lim/rate', true, 2);
+INSERT INTO plantsync.route (route_id, event_type_pattern, filter, endpoint_id, mode, batch_window_ms, batch_max_size) VALUES
+    ('serial-drafts', 'production_order.draft', '$.order_number starts with "S-A"', 'serial', 'batched', 100, 50),
+    ('serial-released', 'production_order.released', '$.order_number starts with "S-B"', 'serial', 'batched', 100, 50),
+    ('rate-drafts', 'production_order.draft', '$.order_number starts with "R-A"', 'ratelim', 'batched', 100, 50);
+INSERT INTO plantsync.route (route_id, event_type_pattern, filter, endpoint_id)
+VALUES ('rate-released', 'production_order.released', '$.order_number starts with "R-B"', 'ratelim');
+SET plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'P1', o, m.id, 1, 'KG', CASE WHEN o LIKE '%-A%' THEN 'draft' ELSE 'released' END, '2027-01-01'
+  FROM plantsync.material m,
+       (SELECT 'S-A' || g FROM generate_series(1, 5) g UNION ALL SELECT 'S-B' || g FROM generate_series(1, 5) g
+        UNION ALL SELECT 'R-A' || g FROM generate_series(1, 40) g) AS o(o);
+""")
+    serial_done = wait_for("serial settled", lambda: settled("serial"), 15)
+    batch_done = wait_for("the batch of 40", lambda: settled("ratelim"), 15)
+    # the batch took one token of two: the next requests go at once (counted
+    # as 40 deliveries, it left the endpoint 19 s in debt)
+    psql("SET plantsync.source_system = 'erp';"
+         "INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date) "
+         "SELECT 'P1', 'R-B' || g, m.id, 1, 'KG', 'released', '2027-01-01' FROM plantsync.material m, generate_series(1, 3) g")
+    started = time.time()
+    rate_done = batch_done and wait_for("ratelim settled", lambda: settled("ratelim"), 30)
+    rate_took = time.time() - started
+    arrivals = sorted(r["time"] for r in mock("/_requests") if r["path"] == "/lim/serial")
+    gaps = [round(b - a, 2) for a, b in zip(arrivals, arrivals[1:])]
+    check("max_in_flight 1 with two batched routes: two requests, one after the other (a batch is a request)",
+          serial_done and len(arrivals) == 2 and min(gaps) >= 0.29, f"{len(arrivals)} requests, gaps {gaps} s")
+    rate = [len(json.loads(r["body"])) if r["body"].startswith("[") else 1 for r in mock("/_requests") if r["path"] == "/lim/rate"]
+    check("a rate limit of 2 a second: a batch of 40 counts as one request, three real-time ones after it go within seconds",
+          rate_done and sorted(rate) == [1, 1, 1, 40] and rate_took < 5, f"requests {rate}, settled after {rate_took:.1f} s")
 
     check("the worker kept running (same process)", psql("SELECT pid FROM plantsync.worker_status") == pid)
     print(f"# all settled in {took:.1f} s", flush=True)

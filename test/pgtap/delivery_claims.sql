@@ -7,7 +7,7 @@
 -- its aggregates now waits outside it, when it is batched anew behind that.
 -- Discarding one event of such a batch makes the rest a new batch. A route
 -- that stops batching (mode, endpoint changed, deleted) sends the batched
--- deliveries it leaves waiting in real time.
+-- deliveries it leaves waiting in real time. p_limit counts requests.
 BEGIN;
 SELECT * FROM no_plan();
 
@@ -183,6 +183,29 @@ RESET plantsync.source_system;
 SELECT is(pg_temp.settle_all('held_batch', 'retrying', now()), 1, 'the route is deleted; its batch is answered 503');
 SELECT is((SELECT order_number || ' ' || event_type || ' ' || (batch_id IS NULL) || ' ' || attempts FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1)),
           'U-1 production_order.held true 2', 'the retry goes in real time');
+
+-- p_limit counts requests, as max_in_flight does: a batch is one, and batches go first
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.endpoint (endpoint_id, system_code, base_url, allow_plain_http) VALUES ('dc-lim', 'erp', 'http://127.0.0.1:9/', true);
+INSERT INTO plantsync.route (route_id, event_type_pattern, filter, endpoint_id, mode, batch_window_ms, batch_max_size) VALUES
+    ('dc-lim-a', 'production_order.draft', '$.order_number starts with "L-A"', 'dc-lim', 'batched', 1, 10),
+    ('dc-lim-b', 'production_order.released', '$.order_number starts with "L-B"', 'dc-lim', 'batched', 1, 10);
+INSERT INTO plantsync.route (route_id, event_type_pattern, filter, endpoint_id)
+VALUES ('dc-lim-c', 'production_order.released', '$.order_number starts with "L-C"', 'dc-lim');
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, due_date)
+SELECT 'DC', o, m.id, 1, 'KG', CASE WHEN o LIKE 'L-A%' THEN 'draft' ELSE 'released' END, '2027-01-01'
+  FROM plantsync.material m, unnest(ARRAY['L-A1', 'L-A2', 'L-B1', 'L-B2', 'L-C1', 'L-C2']) o WHERE m.material_number = 'FG';
+RESET plantsync.source_system;
+SELECT is((SELECT string_agg(order_number, ', ' ORDER BY order_number) || ' in ' || count(DISTINCT batch_id) || ' batch(es)'
+             FROM plantsync.claim_deliveries('dc-lim', 1, '60 s', 1)), 'L-A1, L-A2 in 1 batch(es)',
+          'p_limit 1: one request, a whole batch');
+SELECT is((SELECT string_agg(left(order_number, 3) || CASE WHEN batch_id IS NULL THEN ' alone' ELSE ' batched' END, ', '
+                             ORDER BY order_number)
+             FROM plantsync.claim_deliveries('dc-lim', 2, '60 s', 1)), 'L-B batched, L-B batched, L-C alone',
+          'p_limit 2: the other route''s batch and one real-time delivery');
+SELECT is((SELECT count(*) || ' ' || min(left(order_number, 3)) FROM plantsync.claim_deliveries('dc-lim', 5, '60 s', 1)), '1 L-C',
+          'then the last real-time one');
 
 SELECT * FROM finish();
 ROLLBACK;
