@@ -67,6 +67,8 @@
 
 typedef struct Endpoint
 {
+	MemoryContext config;		/* what its last load allocated */
+	List	   *secrets;		/* SecretCopy in config: wiped before it goes */
 	char	   *id;
 	char	   *base_url;
 	char	   *method;
@@ -116,6 +118,13 @@ typedef struct Endpoint
 	bool		seen;
 	bool		enabled;
 } Endpoint;
+
+/* A copy of a secret (or of something made of one) in an endpoint's config. */
+typedef struct SecretCopy
+{
+	char	   *p;
+	size_t		len;
+} SecretCopy;
 
 /* What an endpoint's credentials need fetched before its requests. */
 typedef enum FetchKind
@@ -237,8 +246,26 @@ interval_ms(Interval *iv)
 	return iv->time / 1000 + (int64) iv->day * 86400000 + (int64) iv->month * 30 * 86400000;
 }
 
+/*
+ * Secrets and what is made of them live in the endpoint's config context
+ * and are remembered there, so that the next load (or a reload that drops
+ * them) can overwrite them before the memory goes back to the allocator.
+ */
 static char *
-secret_of(const char *endpoint_id, const char *name)
+remember_secret(Endpoint *ep, char *p, size_t len)
+{
+	MemoryContext old = MemoryContextSwitchTo(ep->config);
+	SecretCopy *c = palloc(sizeof(SecretCopy));
+
+	c->p = p;
+	c->len = len;
+	ep->secrets = lappend(ep->secrets, c);
+	MemoryContextSwitchTo(old);
+	return p;
+}
+
+static char *
+secret_of(Endpoint *ep, const char *name)
 {
 	Datum		args[2];
 	Oid			types[2] = {TEXTOID, TEXTOID};
@@ -246,15 +273,58 @@ secret_of(const char *endpoint_id, const char *name)
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *value = NULL;
 
-	args[0] = CStringGetTextDatum(endpoint_id);
+	args[0] = CStringGetTextDatum(ep->id);
 	args[1] = CStringGetTextDatum(name);
 	rc = SPI_execute_with_args("SELECT value FROM plantsync.endpoint_secret WHERE endpoint_id = $1 AND name = $2",
 							   2, types, args, NULL, true, 1);
 	if (rc == SPI_OK_SELECT && SPI_processed > 0)
-		value = MemoryContextStrdup(worker_context, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		value = remember_secret(ep, MemoryContextStrdup(ep->config, v), strlen(v));
+		explicit_bzero(v, strlen(v));
+	}
 	/* SPI leaves us in its own context: go back to the caller's */
 	MemoryContextSwitchTo(caller);
 	return value;
+}
+
+/* A cached token or cookie, forgotten: overwritten, then freed. */
+static void
+drop_credential(char **p)
+{
+	if (*p != NULL)
+	{
+		explicit_bzero(*p, strlen(*p));
+		pfree(*p);
+		*p = NULL;
+	}
+}
+
+/* Header lines (Authorization among them), overwritten and freed. */
+static void
+free_headers(struct curl_slist *headers)
+{
+	struct curl_slist *h;
+
+	for (h = headers; h != NULL; h = h->next)
+		explicit_bzero(h->data, strlen(h->data));
+	curl_slist_free_all(headers);
+}
+
+/* An endpoint's previous load: its secrets overwritten, its memory freed. */
+static void
+free_config(MemoryContext config, List *secrets)
+{
+	ListCell   *lc;
+
+	foreach(lc, secrets)
+	{
+		SecretCopy *c = lfirst(lc);
+
+		explicit_bzero(c->p, c->len);
+	}
+	MemoryContextDelete(config);
 }
 
 static void
@@ -271,6 +341,7 @@ add_header(Endpoint *ep, const char *name, const char *value)
 	}
 	line = psprintf("%s: %s", name, value);
 	ep->fixed_headers = curl_slist_append(ep->fixed_headers, line);
+	explicit_bzero(line, strlen(line));
 	pfree(line);
 }
 
@@ -309,7 +380,7 @@ add_signing_key(Endpoint *ep, char *secret)
 	if (b64)
 	{
 		len = pg_b64_dec_len(strlen(b64));
-		key = MemoryContextAlloc(worker_context, len + 1);
+		key = remember_secret(ep, MemoryContextAlloc(ep->config, len + 1), len + 1);
 		len = pg_b64_decode(b64, strlen(b64), key, len);
 		if (len < 0)
 		{
@@ -380,10 +451,20 @@ load_endpoints(void)
 		char	   *id = SPI_getvalue(tup, desc, 1);
 		Endpoint   *prev = find_endpoint(id);
 		Endpoint   *ep = prev ? prev : palloc0(sizeof(Endpoint));
+		MemoryContext prev_config = ep->config;
+		List	   *prev_secrets = ep->secrets;
 		bool		isnull;
 		char	   *auth_type;
 		Datum		d;
 
+		/*
+		 * This load's strings go in a context of their own; the previous
+		 * load's goes once this one is complete (requests in flight keep
+		 * only the struct: libcurl copied what they were started with).
+		 */
+		ep->config = AllocSetContextCreate(worker_context, "plantsync endpoint", ALLOCSET_SMALL_SIZES);
+		ep->secrets = NIL;
+		MemoryContextSwitchTo(ep->config);
 		ep->id = pstrdup(id);
 		ep->base_url = pstrdup(SPI_getvalue(tup, desc, 2));
 		ep->method = pstrdup(SPI_getvalue(tup, desc, 3));
@@ -430,8 +511,7 @@ load_endpoints(void)
 		}
 
 		/* requests copy the headers when they start: the old list can go */
-		if (ep->fixed_headers)
-			curl_slist_free_all(ep->fixed_headers);
+		free_headers(ep->fixed_headers);
 		ep->n_signing_keys = 0;
 		ep->enabled = true;
 		ep->seen = true;
@@ -474,32 +554,47 @@ load_endpoints(void)
 			char	   *username = SPI_getvalue(tup, desc, 8);
 
 			if (strcmp(auth_type, "oauth2_client_credentials") != 0)
+			{
+				/* they pointed into the previous load's memory */
 				ep->oauth2 = false;
+				ep->token_url = ep->token_scope = ep->client_id = ep->client_secret = NULL;
+				drop_credential(&ep->access_token);
+			}
 			ep->sap_csrf = strcmp(auth_type, "sap_csrf") == 0;
 			if (!ep->sap_csrf)
-				ep->csrf_token = NULL;
+			{
+				drop_credential(&ep->csrf_token);
+				drop_credential(&ep->csrf_cookies);
+			}
+			ep->basic_auth = NULL;
 			if (strcmp(auth_type, "bearer") == 0)
 			{
-				char	   *token = secret_of(id, "token");
+				char	   *token = secret_of(ep, "token");
 
 				if (token)
-					add_header(ep, "Authorization", psprintf("Bearer %s", token));
+				{
+					char	   *line = psprintf("Bearer %s", token);
+
+					add_header(ep, "Authorization", remember_secret(ep, line, strlen(line)));
+				}
 			}
 			else if (strcmp(auth_type, "basic") == 0 || ep->sap_csrf)
 			{
-				char	   *password = secret_of(id, "password");
+				char	   *password = secret_of(ep, "password");
 				char	   *plain = psprintf("%s:%s", username, password ? password : "");
 				int			len = pg_b64_enc_len(strlen(plain));
-				char	   *enc = palloc(len + 1);
+				char	   *enc = remember_secret(ep, palloc(len + 1), len + 1);
 
+				remember_secret(ep, plain, strlen(plain));
 				len = pg_b64_encode(plain, strlen(plain), enc, len);
 				enc[len] = '\0';
 				ep->basic_auth = psprintf("Basic %s", enc);
+				remember_secret(ep, ep->basic_auth, strlen(ep->basic_auth));
 				add_header(ep, "Authorization", ep->basic_auth);
 			}
 			else if (strcmp(auth_type, "api_key") == 0)
 			{
-				char	   *key = secret_of(id, "api_key");
+				char	   *key = secret_of(ep, "api_key");
 
 				if (key)
 					add_header(ep, auth_header, key);
@@ -508,8 +603,8 @@ load_endpoints(void)
 			{
 				char	   *url = SPI_getvalue(tup, desc, 23);
 				char	   *scope = SPI_getvalue(tup, desc, 24);
-				char	   *cid = secret_of(id, "client_id");
-				char	   *csecret = secret_of(id, "client_secret");
+				char	   *cid = secret_of(ep, "client_id");
+				char	   *csecret = secret_of(ep, "client_secret");
 
 				/* a cached token survives a reload unless the credentials changed */
 				if (!ep->oauth2 || !ep->token_url || strcmp(ep->token_url, url) != 0 ||
@@ -517,7 +612,7 @@ load_endpoints(void)
 					(ep->client_secret == NULL) != (csecret == NULL) ||
 					(csecret && strcmp(ep->client_secret, csecret) != 0))
 				{
-					ep->access_token = NULL;
+					drop_credential(&ep->access_token);
 					/* a token being fetched with the old ones is not kept */
 					ep->credentials_generation++;
 				}
@@ -529,14 +624,18 @@ load_endpoints(void)
 			}
 			else if (strcmp(auth_type, "erpnext_token") == 0)
 			{
-				char	   *key = secret_of(id, "api_key");
-				char	   *secret = secret_of(id, "api_secret");
+				char	   *key = secret_of(ep, "api_key");
+				char	   *secret = secret_of(ep, "api_secret");
 
 				if (key && secret)
-					add_header(ep, "Authorization", psprintf("token %s:%s", key, secret));
+				{
+					char	   *line = psprintf("token %s:%s", key, secret);
+
+					add_header(ep, "Authorization", remember_secret(ep, line, strlen(line)));
+				}
 			}
-			add_signing_key(ep, secret_of(id, "signing_secret"));
-			add_signing_key(ep, secret_of(id, "signing_secret_previous"));
+			add_signing_key(ep, secret_of(ep, "signing_secret"));
+			add_signing_key(ep, secret_of(ep, "signing_secret_previous"));
 		}
 
 		if (prev == NULL)
@@ -550,6 +649,10 @@ load_endpoints(void)
 			ep->circuit_open = !open_isnull && DatumGetBool(open);
 			ep->next_probe_at = GetCurrentTimestamp();
 		}
+		MemoryContextSwitchTo(worker_context);
+		if (prev_config != NULL)
+			free_config(prev_config, prev_secrets);
+		pfree(id);
 		if (prev == NULL)
 			fresh = lappend(fresh, ep);
 	}
@@ -1017,7 +1120,7 @@ ensure_token(Endpoint *ep)
 		return true;
 	if (ep->fetching || now < ep->token_retry_at)
 		return false;
-	ep->access_token = NULL;
+	drop_credential(&ep->access_token);
 
 	req = start_fetch(ep, FETCH_OAUTH2_TOKEN, ep->token_url);
 	initStringInfo(&body);
@@ -1039,7 +1142,7 @@ ensure_token(Endpoint *ep)
 
 		req->userpwd = MemoryContextAlloc(worker_context, len + 1);
 		snprintf(req->userpwd, len + 1, "%s:%s", id, secret);
-		memset(secret, 0, strlen(secret));
+		explicit_bzero(secret, strlen(secret));
 		curl_free(id);
 		curl_free(secret);
 		curl_easy_setopt(req->easy, CURLOPT_USERPWD, req->userpwd);
@@ -1088,6 +1191,7 @@ finish_token(Request *req, CURLcode rc, long status)
 			/* it goes into a header line: a token server cannot add headers */
 			if (header_value_ok(token) && token[0] != '\0')
 			{
+				drop_credential(&ep->access_token);
 				ep->access_token = MemoryContextStrdup(worker_context, token);
 				if (getKeyJsonValueFromContainer(&jb->root, "expires_in", 10, &e) && e.type == jbvNumeric)
 					expires_s = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
@@ -1184,7 +1288,7 @@ ensure_csrf(Endpoint *ep)
 		char	   *line = psprintf("Authorization: %s", ep->basic_auth);
 
 		f->headers = curl_slist_append(f->headers, line);
-		memset(line, 0, strlen(line));
+		explicit_bzero(line, strlen(line));
 		pfree(line);
 	}
 	MemoryContextSwitchTo(old);
@@ -1214,6 +1318,8 @@ finish_csrf(Request *req, CURLcode rc, long status)
 	if (rc == CURLE_OK && status >= 200 && status < 300 && f->token.len > 0 &&
 		header_value_ok(f->token.data) && header_value_ok(f->cookies.data))
 	{
+		drop_credential(&ep->csrf_token);
+		drop_credential(&ep->csrf_cookies);
 		ep->csrf_token = MemoryContextStrdup(worker_context, f->token.data);
 		ep->csrf_cookies = MemoryContextStrdup(worker_context, f->cookies.data);
 		token_arrived = true;
@@ -1637,7 +1743,7 @@ release_transfer(Request *req)
 {
 	curl_multi_remove_handle(multi, req->easy);
 	curl_easy_cleanup(req->easy);
-	curl_slist_free_all(req->headers);
+	free_headers(req->headers);
 	dlist_delete(&req->node);
 	req->ep->in_flight--;
 	in_flight--;
@@ -1729,14 +1835,14 @@ finish_delivery(Request *req, CURLcode result)
 	else if (status == 403 && ep->sap_csrf && req->csrf_required)
 	{
 		/* the session or its token expired: the retry fetches a new one */
-		ep->csrf_token = NULL;
+		drop_credential(&ep->csrf_token);
 		retryable = true;
 		error = psprintf("HTTP 403: X-CSRF-Token required; a new one is fetched for the retry");
 	}
 	else if (status == 401 && ep->oauth2)
 	{
 		/* the token expired or was revoked early: the retry gets a new one */
-		ep->access_token = NULL;
+		drop_credential(&ep->access_token);
 		retryable = true;
 		error = psprintf("HTTP 401: the OAuth2 token was refused; a new one is fetched for the retry");
 	}
@@ -1898,12 +2004,12 @@ free_request(Request *req)
 	{
 		if (req->userpwd)
 		{
-			memset(req->userpwd, 0, strlen(req->userpwd));
+			explicit_bzero(req->userpwd, strlen(req->userpwd));
 			pfree(req->userpwd);
 		}
 		if (req->csrf)
 		{
-			curl_slist_free_all(req->csrf->headers);
+			free_headers(req->csrf->headers);
 			pfree(req->csrf->token.data);
 			pfree(req->csrf->cookies.data);
 			pfree(req->csrf);

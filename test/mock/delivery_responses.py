@@ -20,7 +20,8 @@
 - a batch answered 503 holds back the later events of its aggregate: they
   are not sent in a batch of their own before it; and it goes again as it
   was, with the same Idempotency-Key and body;
-- max_in_flight and the rate limit count requests, a batch as one.
+- max_in_flight and the rate limit count requests, a batch as one;
+- the worker's memory does not grow as it loads changed endpoints again.
 
 Run by test/e2e/delivery_responses.sh with the cluster in PG* variables.
 """
@@ -235,6 +236,24 @@ SELECT 'P1', 'D-' || g, id, 1, 'KG', 'draft', '2027-01-01' FROM plantsync.materi
     changed = wait_for("reload", lambda: loads() > after_vacuum, 10)
     check("a VACUUM of the delivery table does not make the worker load its endpoints again; a change of one does",
           before > 0 and after_vacuum == before and changed, f"{before} loads, {after_vacuum} after VACUUM, {loads()} after the change")
+
+    # Each load of the endpoints frees the previous one (its secrets
+    # overwritten first): 300 loads leave the worker's memory where it was.
+    def rss_anon_kb():
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+    before_loads, before_rss = loads(), rss_anon_kb()
+    psql("SET plantsync.source_system = 'hub';"
+         "DO $$ BEGIN FOR i IN 1 .. 300 LOOP"
+         "  UPDATE plantsync.endpoint SET headers = jsonb_build_object('X-Load', i::text, 'X-Pad', repeat('p', 2000))"
+         "   WHERE endpoint_id IN ('resp', 'probe', 'bulk', 'border');"
+         "  PERFORM plantsync.wake_workers(); COMMIT; PERFORM pg_sleep(0.01);"
+         " END LOOP; END $$")
+    wait_for("the last load", lambda: loads() >= before_loads + 100, 15)
+    time.sleep(1)
+    n_loads, grown = loads() - before_loads, rss_anon_kb() - before_rss
+    check("300 endpoint changes: the worker's memory does not grow with its loads of them",
+          n_loads >= 100 and grown < 1024, f"{n_loads} loads, RssAnon {before_rss} kB -> {before_rss + grown} kB")
 
     # max_in_flight and the rate limit count requests, and a batch is one:
     # two batched routes of a strictly serial endpoint, and a batch of 40
