@@ -814,7 +814,11 @@ BEGIN
         -- a delivery whose transform failed when its event was written has
         -- no body: the route's transform makes it now (its error, if it
         -- fails again, goes to the caller and nothing is replayed)
-        SELECT plantsync.uuid_v7(), s.event_id, s.event_recorded_at, s.event_type, s.route_id, s.endpoint_id, s.mode, 'pending',
+        -- a batched delivery whose route no longer batches to its endpoint
+        -- goes in real time, as those it left waiting did (plantsync.unbatch_deliveries)
+        SELECT plantsync.uuid_v7(), s.event_id, s.event_recorded_at, s.event_type, s.route_id, s.endpoint_id,
+               CASE WHEN s.mode = 'batched' AND (rt.mode IS DISTINCT FROM 'batched' OR rt.endpoint_id IS DISTINCT FROM s.endpoint_id)
+                    THEN 'realtime' ELSE s.mode END, 'pending',
                COALESCE(s.idempotency_key, s.id), s.id, s.ordering_key, s.aggregate_seq,
                CASE WHEN s.body IS NULL AND rt.transform IS NOT NULL
                     THEN plantsync.apply_transform(rt.transform, ev::plantsync.event) ELSE s.body END

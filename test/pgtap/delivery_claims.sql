@@ -183,6 +183,24 @@ RESET plantsync.source_system;
 SELECT is(pg_temp.settle_all('held_batch', 'retrying', now()), 1, 'the route is deleted; its batch is answered 503');
 SELECT is((SELECT order_number || ' ' || event_type || ' ' || (batch_id IS NULL) || ' ' || attempts FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1)),
           'U-1 production_order.held true 2', 'the retry goes in real time');
+-- a dead letter of a route that has since stopped batching: replayed in real time
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.route (route_id, event_type_pattern, endpoint_id, mode, batch_window_ms, batch_max_size)
+VALUES ('dc-bat-started', 'production_order.in_progress', 'dc-bat', 'batched', 1, 10);
+SET LOCAL plantsync.source_system = 'mes';
+UPDATE plantsync.production_order SET status = 'in_progress' WHERE order_number = 'U-2';
+RESET plantsync.source_system;
+CREATE TEMP TABLE started_batch AS
+SELECT * FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1) WHERE event_type = 'production_order.in_progress';
+SELECT is(pg_temp.settle_all('started_batch', 'dead', NULL), 1, 'U-2''s start, sent in a batch, is refused: a dead letter');
+SET LOCAL plantsync.source_system = 'hub';
+DELETE FROM plantsync.route WHERE route_id = 'dc-bat-started';
+RESET plantsync.source_system;
+CREATE TEMP TABLE started_replay AS SELECT * FROM plantsync.replay_deliveries('ERP fixed', (SELECT delivery_id FROM started_batch));
+SELECT is((SELECT mode || ' ' || status FROM plantsync.delivery WHERE id = (SELECT new_delivery_id FROM started_replay)), 'realtime pending',
+          'its replay, after its route was deleted, goes in real time');
+SELECT is((SELECT delivery_id FROM plantsync.claim_deliveries('dc-bat', 10, '60 s', 1) WHERE event_type = 'production_order.in_progress'),
+          (SELECT new_delivery_id FROM started_replay), 'and is claimed');
 
 -- p_limit counts requests, as max_in_flight does: a batch is one, and batches go first
 SET LOCAL plantsync.source_system = 'hub';
