@@ -195,6 +195,10 @@ SELECT plantsync.replay_deliveries('retry', from_time => '2026-12-02', to_time =
 SELECT count(*) AS replayed FROM plantsync.replay_deliveries('ERP mapping fixed, INC-42', endpoint_id => 'erp-stock', event_type => 'material_movement.*');
 SELECT d.status, r.status AS replay_status, r.idempotency_key = COALESCE(d.idempotency_key, d.id) AS same_key, r.attempts AS replay_attempts
   FROM plantsync.delivery d JOIN plantsync.delivery r ON r.replay_of = d.id ORDER BY d.id LIMIT 1;
+-- replayed, they are dead letters no more: not listed, not replayed twice
+SELECT count(*) AS dead_letters_left FROM plantsync.dead_letter WHERE endpoint_id = 'erp-stock';
+SELECT plantsync.replay_deliveries('ERP mapping fixed, INC-42', endpoint_id => 'erp-stock', event_type => 'material_movement.*');
+\echo :SQLSTATE
 SELECT action, cardinality(delivery_ids) AS deliveries, cardinality(new_delivery_ids) AS new_deliveries, selection, acted_by, reason
   FROM plantsync.delivery_action;
 -- The replays fail again and are discarded.
@@ -236,6 +240,16 @@ SELECT count(*) > 0 AS rows_in_default FROM plantsync.event_default;
 SELECT count(*) AS partitions_created FROM plantsync.maintain_partitions(3);
 SELECT count(*) AS rows_left_in_default FROM plantsync.event_default;
 SELECT count(*) AS partitions_created_again FROM plantsync.maintain_partitions(3);
+-- days are UTC days, whatever the session's time zone
+SET TimeZone = 'Pacific/Auckland';
+SELECT count(*) AS made_from_auckland FROM plantsync.maintain_partitions(5);
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO';
+SELECT count(*) FILTER (WHERE pg_get_expr(c.relpartbound, c.oid) ~ '^FOR VALUES FROM \(''[0-9-]+ 00:00:00\+00''\) TO \(''[0-9-]+ 00:00:00\+00''\)$') AS at_utc_midnight,
+       count(*) AS daily_partitions
+  FROM pg_class c WHERE c.relnamespace = 'plantsync'::regnamespace AND c.relname ~ '^(event|delivery|delivery_attempt)_p[0-9]{8}$';
+RESET TimeZone;
+RESET DateStyle;
 SELECT plantsync.maintain_partitions(0);
 \echo :SQLSTATE
 -- Purge: an old, settled day is dropped; a day with a dead letter is kept.

@@ -102,8 +102,9 @@ SELECT s.site_id,
      + (SELECT count(*) FROM plantsync.ownership_override o WHERE o.site_id = s.site_id AND o.overridden_at > now() - interval '30 days')
      + (SELECT count(*) FROM plantsync.discrepancy d WHERE d.site_id = s.site_id AND d.remediated_at > now() - interval '30 days')
        AS manual_touches_30d,
-       -- deliveries of the last 30 days that ended dead, of all that ended
-       (SELECT round(100.0 * count(*) FILTER (WHERE d.status = 'dead') / NULLIF(count(*) FILTER (WHERE d.status IN ('dead', 'delivered')), 0), 2)
+       -- deliveries of the last 30 days that ended dead (replayed or not), of all that ended
+       (SELECT round(100.0 * count(*) FILTER (WHERE d.status IN ('dead', 'replayed'))
+                     / NULLIF(count(*) FILTER (WHERE d.status IN ('dead', 'replayed', 'delivered')), 0), 2)
           FROM plantsync.delivery d JOIN plantsync.event e ON e.id = d.event_id AND e.recorded_at = d.event_recorded_at
          WHERE e.site_id = s.site_id AND d.created_at > now() - interval '30 days') AS integration_failure_percent_30d,
        -- from a lot entering quality inspection to its release

@@ -466,6 +466,7 @@ INSERT INTO plantsync.state (machine, state, is_initial, is_final, description) 
     ('delivery', 'retrying', false, false, 'Failed with a retryable outcome; due again at next_attempt_at.'),
     ('delivery', 'delivered', false, true, 'The endpoint answered 2xx.'),
     ('delivery', 'dead', true, false, 'Dead letter: refused for good, out of attempts, or its route''s transform failed when the event was written; can be replayed or discarded.'),
+    ('delivery', 'replayed', false, true, 'Dead letter replayed by a person: its replay (the delivery whose replay_of is this one) carries on.'),
     ('delivery', 'discarded', false, true, 'Discarded by a person, with a reason.');
 INSERT INTO plantsync.state_transition (machine, from_state, to_state, description) VALUES
     ('delivery', 'pending', 'in_flight', 'A worker claims it.'),
@@ -475,6 +476,7 @@ INSERT INTO plantsync.state_transition (machine, from_state, to_state, descripti
     ('delivery', 'in_flight', 'dead', 'Other 4xx, 3xx, or out of attempts.'),
     ('delivery', 'in_flight', 'pending', 'Lease expired or handed back (endpoint disabled, circuit open).'),
     ('delivery', 'dead', 'discarded', 'Discarded by a person.'),
+    ('delivery', 'dead', 'replayed', 'Replayed by a person (plantsync.replay_deliveries).'),
     ('delivery', 'pending', 'discarded', 'Discarded by a person before it was sent (include_waiting).'),
     ('delivery', 'retrying', 'discarded', 'Discarded by a person while it waited for a retry (include_waiting).');
 INSERT INTO plantsync.entity (entity, owner_system, key_column, state_column, machine, append_only, record_history, description)
@@ -584,6 +586,9 @@ CREATE FUNCTION plantsync.maintain_partitions(days_ahead integer DEFAULT 7)
 RETURNS SETOF text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- days are UTC days whoever calls: a session in another time zone made
+-- bounds that left gaps or overlapped those of the cron job's
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     parent text;
@@ -595,9 +600,15 @@ BEGIN
         RAISE EXCEPTION 'days_ahead must be between 1 and 366, not %', days_ahead
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- one at a time, and never beside a purge: they lock the parents in
+    -- different orders
+    PERFORM pg_advisory_xact_lock(hashtext('plantsync.partitions'));
     FOREACH parent IN ARRAY ARRAY['event', 'delivery', 'delivery_attempt'] LOOP
         CONTINUE WHEN to_regclass(format('plantsync.%I', parent)) IS NULL;
         key := CASE parent WHEN 'event' THEN 'recorded_at' WHEN 'delivery' THEN 'created_at' ELSE 'attempted_at' END;
+        -- writes that would land in the default partition wait while its rows
+        -- move (one committed between the copy and the delete was lost)
+        EXECUTE format('LOCK TABLE plantsync.%I IN EXCLUSIVE MODE', parent || '_default');
         -- Days that have rows in the default partition get their partition
         -- (with the rows moved into it), and so do today and the days ahead.
         FOR d IN EXECUTE format('SELECT DISTINCT %I::date FROM plantsync.%I
@@ -606,10 +617,9 @@ BEGIN
             part := format('%s_p%s', parent, to_char(d, 'YYYYMMDD'));
             CONTINUE WHEN to_regclass(format('plantsync.%I', part)) IS NOT NULL;
             EXECUTE format('CREATE TABLE plantsync.%I (LIKE plantsync.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, parent);
-            EXECUTE format('INSERT INTO plantsync.%I SELECT * FROM plantsync.%I WHERE %I >= %L AND %I < %L',
-                           part, parent || '_default', key, d, key, d + 1);
-            EXECUTE format('DELETE FROM plantsync.%I WHERE %I >= %L AND %I < %L',
-                           parent || '_default', key, d, key, d + 1);
+            EXECUTE format('WITH moved AS (DELETE FROM plantsync.%I WHERE %I >= %L AND %I < %L RETURNING *)
+                            INSERT INTO plantsync.%I SELECT * FROM moved',
+                           parent || '_default', key, d::timestamptz, key, (d + 1)::timestamptz, part);
             EXECUTE format('ALTER TABLE plantsync.%I ATTACH PARTITION plantsync.%I FOR VALUES FROM (%L) TO (%L)',
                            parent, part, d::timestamptz, (d + 1)::timestamptz);
             EXECUTE format('COMMENT ON TABLE plantsync.%I IS %L', part, format('%s of %s (a daily partition).', parent, d));
@@ -619,12 +629,14 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.maintain_partitions(integer) IS
-'Creates the daily partitions of plantsync.event, plantsync.delivery and plantsync.delivery_attempt up to days_ahead days from today, and moves rows that landed in the default partitions into partitions of their own. Returns the partitions created. Run daily (plantsync.schedule_jobs() does it with pg_cron).';
+'Creates the daily partitions (UTC days, whatever the session''s time zone) of plantsync.event, plantsync.delivery and plantsync.delivery_attempt up to days_ahead days from today, and moves rows that landed in the default partitions into partitions of their own. Returns the partitions created. Run daily (plantsync.schedule_jobs() does it with pg_cron).';
 
 CREATE FUNCTION plantsync.purge(older_than interval DEFAULT '30 days')
 RETURNS TABLE (partition_name text, rows_dropped bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- UTC days, as maintain_partitions makes them
+SET TimeZone = 'UTC'
 AS $$
 DECLARE
     p record;
@@ -632,12 +644,20 @@ DECLARE
     cutoff date;
     open_count bigint;
     n bigint;
+    parts text[] := '{}';
+    parents text[] := '{}';
+    counts bigint[] := '{}';
+    i integer;
 BEGIN
     IF older_than IS NULL OR older_than < interval '1 day' THEN
         RAISE EXCEPTION 'older_than must be at least 1 day, not %', older_than
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('plantsync.partitions'));
     cutoff := (now() - older_than)::date;
+    -- First what may go, reading only; then all the detaching at the end: a
+    -- DETACH locks its parent against every write until the transaction
+    -- ends, so the plant's writes must not wait through the counting.
     FOR p IN SELECT c.relname, parent.relname AS parent
                FROM pg_inherits i
                JOIN pg_class c ON c.oid = i.inhrelid
@@ -653,7 +673,8 @@ BEGIN
         -- delivery in it (delivery partitions).
         IF p.parent = 'event' THEN
             EXECUTE format('SELECT count(*) FROM plantsync.delivery d WHERE d.event_recorded_at >= %L AND d.event_recorded_at < %L
-                              AND d.status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', day, day + 1) INTO open_count;
+                              AND d.status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', day::timestamptz, (day + 1)::timestamptz)
+               INTO open_count;
         ELSIF p.parent = 'delivery' THEN
             EXECUTE format('SELECT count(*) FROM plantsync.%I WHERE status IN (''pending'', ''in_flight'', ''retrying'', ''dead'')', p.relname)
                INTO open_count;
@@ -662,16 +683,21 @@ BEGIN
         END IF;
         CONTINUE WHEN open_count > 0;
         EXECUTE format('SELECT count(*) FROM plantsync.%I', p.relname) INTO n;
-        EXECUTE format('ALTER TABLE plantsync.%I DETACH PARTITION plantsync.%I', p.parent, p.relname);
-        EXECUTE format('DROP TABLE plantsync.%I', p.relname);
-        partition_name := p.relname;
-        rows_dropped := n;
+        parts := parts || p.relname::text;
+        parents := parents || p.parent::text;
+        counts := counts || n;
+    END LOOP;
+    FOR i IN 1 .. cardinality(parts) LOOP
+        EXECUTE format('ALTER TABLE plantsync.%I DETACH PARTITION plantsync.%I', parents[i], parts[i]);
+        EXECUTE format('DROP TABLE plantsync.%I', parts[i]);
+        partition_name := parts[i];
+        rows_dropped := counts[i];
         RETURN NEXT;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION plantsync.purge(interval) IS
-'Drops the daily partitions of events and deliveries older than older_than whose deliveries are all settled (delivered, discarded or recorded): a partition drop, not a DELETE. Dead letters keep their day until they are replayed or discarded. Returns what it dropped.';
+'Drops the daily partitions (UTC days) of events and deliveries older than older_than whose deliveries are all settled (delivered, replayed, discarded or recorded): a partition drop, not a DELETE. Dead letters keep their day until they are replayed or discarded. Returns what it dropped.';
 
 CREATE FUNCTION plantsync.schedule_jobs(purge_after interval DEFAULT '30 days', partitions_ahead integer DEFAULT 7)
 RETURNS TABLE (job_name text, schedule text, command text)
@@ -829,6 +855,9 @@ BEGIN
     )
     SELECT array_agg(replay_of ORDER BY id), array_agg(id ORDER BY id), array_agg(replay_of) FILTER (WHERE empty)
       INTO old_ids, new_ids, empty_ids FROM ins;
+    -- a dead letter replayed is no longer one: not listed, not replayed
+    -- twice, and no longer keeping its day from being purged
+    UPDATE plantsync.delivery d SET status = 'replayed', updated_at = now() WHERE d.id = ANY (old_ids) AND d.status = 'dead';
     IF old_ids IS NULL AND include_delivered THEN
         -- (a RAISE option may not be NULL: no hint here)
         RAISE EXCEPTION 'no dead, delivered or discarded deliveries match the selection' USING ERRCODE = 'no_data_found';
@@ -854,7 +883,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.replay_deliveries(text, uuid, text, text, timestamptz, timestamptz, uuid, boolean) IS
-'Replays dead letters (and, with include_delivered, delivered or discarded ones) selected by delivery, endpoint, event type pattern, time range or correlation id: each gets a new pending delivery linked to it (replay_of) with the same idempotency key; the old one keeps its history. Needs a reason; recorded in plantsync.delivery_action.';
+'Replays dead letters (and, with include_delivered, delivered or discarded ones) selected by delivery, endpoint, event type pattern, time range or correlation id: each gets a new pending delivery linked to it (replay_of) with the same idempotency key; the old one keeps its history (a dead letter becomes replayed: no longer listed, replayed or holding its day back from purge). Needs a reason; recorded in plantsync.delivery_action.';
 
 CREATE FUNCTION plantsync.discard_deliveries(reason text, delivery_id uuid DEFAULT NULL, endpoint_id text DEFAULT NULL,
                                              event_type text DEFAULT NULL, from_time timestamptz DEFAULT NULL,

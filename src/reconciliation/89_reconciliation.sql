@@ -659,15 +659,19 @@ BEGIN
         -- every movement of the plant sent (or meant) to an ERP endpoint
         -- before the snapshot: the ERP must have it, unless it is still on
         -- its way
+        -- (for each movement and endpoint its latest delivery: a replay,
+        -- if it was replayed, says where it is now)
         WITH sent AS (
-            SELECT mv.id AS movement_id, mv.external_id, mv.material_id, mv.lot_id, mv.base_quantity, mv.posted_at,
+            SELECT DISTINCT ON (ev.id, d.endpoint_id)
+                   mv.id AS movement_id, mv.external_id, mv.material_id, mv.lot_id, mv.base_quantity, mv.posted_at,
                    d.id AS delivery_id, d.status AS delivery_status, d.last_error, d.endpoint_id
               FROM plantsync.delivery d
               JOIN plantsync.endpoint e ON e.endpoint_id = d.endpoint_id AND e.system_code = 'erp'
               JOIN plantsync.event ev ON ev.id = d.event_id AND ev.recorded_at = d.event_recorded_at
               JOIN plantsync.material_movement mv ON mv.id = ev.entity_id
              WHERE ev.entity = 'material_movement' AND ev.site_id = p_site_id AND mv.posted_at <= (s.snapshot).taken_at
-               AND d.replay_of IS NULL AND d.mode <> 'reconcile_only'
+               AND d.mode <> 'reconcile_only'
+             ORDER BY ev.id, d.endpoint_id, d.created_at DESC, d.id DESC
         ), counted AS (
             SELECT count(*) AS n FROM sent
         ), found AS (
