@@ -323,7 +323,7 @@ BEGIN
     END IF;
     INSERT INTO plantsync.inspection_result (site_id, inspection_lot_id, characteristic_id, sample_number, measured_value, attribute_value, uom,
                                              is_conforming, recorded_by, source_system, external_id)
-    SELECT site, il.id, c.id, COALESCE((r.v ->> 'sample')::integer, 1), (r.v ->> 'value')::numeric, r.v ->> 'attribute',
+    SELECT site, il.id, c.id, COALESCE((r.v ->> 'sample')::numeric::integer, 1), (r.v ->> 'value')::numeric, r.v ->> 'attribute',
            COALESCE(r.v ->> 'uom', c.uom), (r.v ->> 'conforming')::boolean, r.v ->> 'by', 'qms', message_id || '/' || r.ord
       FROM jsonb_array_elements(m -> 'results') WITH ORDINALITY r (v, ord)
       JOIN plantsync.inspection_characteristic c ON c.plan_id = il.plan_id AND c.characteristic_number = r.v ->> 'characteristic';
@@ -398,7 +398,7 @@ BEGIN
     PERFORM set_config('plantsync.change_reason', m ->> 'reason', true);
     UPDATE plantsync.production_order
        SET quantity = COALESCE((m ->> 'quantity')::numeric, quantity), due_date = COALESCE((m ->> 'due_date')::date, due_date),
-           priority = COALESCE((m ->> 'priority')::smallint, priority)
+           priority = COALESCE((m ->> 'priority')::numeric::smallint, priority)
      WHERE id = o.id;
     UPDATE plantsync.production_operation SET planned_quantity = (m ->> 'quantity')::numeric
      WHERE order_id = o.id AND m ? 'quantity' AND status IN ('waiting', 'ready', 'dispatched');

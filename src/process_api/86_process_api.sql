@@ -115,10 +115,15 @@ BEGIN
         RAISE EXCEPTION 'order "%" of site "%" is not released yet', p_order, p_site
             USING ERRCODE = 'PS013', DETAIL = format('order %s', p_order);
     END IF;
+    -- closed for postings: nothing more is booked on it (nor sent on to the ERP)
+    IF o.status IN ('closed', 'cancelled', 'aborted') THEN
+        RAISE EXCEPTION 'order "%" of site "%" is %', p_order, p_site, o.status
+            USING ERRCODE = 'PS014', HINT = 'Nothing more is booked on a closed, cancelled or aborted order.';
+    END IF;
     RETURN o;
 END
 $$;
-COMMENT ON FUNCTION plantsync.released_order(text, text) IS 'Used by the MES handlers: the order, or PS013 (prerequisite missing) so that the message is parked.';
+COMMENT ON FUNCTION plantsync.released_order(text, text) IS 'Used by the MES handlers: the order, or PS013 (prerequisite missing) so that the message is parked, or PS014 when the order is closed, cancelled or aborted.';
 
 CREATE FUNCTION plantsync.lookup_id(p_table text, p_site text, p_key_column text, p_key text, p_field text)
 RETURNS uuid
@@ -183,7 +188,7 @@ BEGIN
     END IF;
     INSERT INTO plantsync.production_order (site_id, order_number, material_id, quantity, uom, status, priority, due_date, erp_ref)
     VALUES (site, m ->> 'order', plantsync.lookup_id('material', site, 'material_number', m ->> 'material', 'material'),
-            (m ->> 'quantity')::numeric, m ->> 'uom', 'released', COALESCE((m ->> 'priority')::smallint, 5),
+            (m ->> 'quantity')::numeric, m ->> 'uom', 'released', COALESCE((m ->> 'priority')::numeric::smallint, 5),
             (m ->> 'due_date')::date, m ->> 'erp_ref')
     RETURNING id INTO o;
     INSERT INTO plantsync.production_operation (site_id, order_id, operation_number, work_center_id, process_segment, planned_quantity)
@@ -615,6 +620,12 @@ DECLARE
     result jsonb;
     waiting text;
     parked plantsync.inbox;
+    allowed text[];
+    -- what a handler sets for its own changes (a reason, the causing
+    -- message) must not stay for the next message of the transaction
+    outer_reason text := current_setting('plantsync.change_reason', true);
+    outer_causation text := current_setting('plantsync.causation_id', true);
+    outer_source text := current_setting('plantsync.source_system', true);
 BEGIN
     IF p_type IS NULL OR p_type NOT IN ('erp.order_release', 'erp.order_cancel', 'mes.consume', 'mes.confirm', 'mes.complete',
                                         'qms.usage_decision', 'erp.material', 'erp.batch', 'mes.operation', 'mes.downtime', 'mes.counter',
@@ -628,6 +639,22 @@ BEGIN
     END IF;
     IF p_payload IS NULL THEN
         RAISE EXCEPTION 'the message has no payload' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- This runs with its owner's rights, which row-level security does not
+    -- restrict: a login role restricted to plants sends only for them.
+    allowed := plantsync.sites_of(session_user);
+    IF allowed IS NOT NULL AND NOT COALESCE(p_payload ->> 'site' = ANY (allowed), false) THEN
+        RAISE EXCEPTION 'role "%" may not send messages for site "%"', session_user, COALESCE(p_payload ->> 'site', '(none)')
+            USING ERRCODE = 'insufficient_privilege', HINT = format('It is restricted to %s.', array_to_string(allowed, ', '));
+    END IF;
+
+    -- One message id at a time (a second copy sent at once waits, then
+    -- finds the first and is a duplicate), and one message about an order
+    -- at a time: a message parked for an order and the order's release,
+    -- each unable to see the other's uncommitted row, left it parked.
+    PERFORM pg_advisory_xact_lock(hashtext('plantsync.inbox'), hashtext(sys || '/' || p_message_id));
+    IF p_payload ? 'order' THEN
+        PERFORM pg_advisory_xact_lock(hashtext('plantsync.order'), hashtext((p_payload ->> 'site') || '/' || (p_payload ->> 'order')));
     END IF;
 
     -- seen before: the first outcome, nothing changed
@@ -650,11 +677,14 @@ BEGIN
     EXCEPTION WHEN SQLSTATE 'PS013' THEN
         GET STACKED DIAGNOSTICS waiting = PG_EXCEPTION_DETAIL;
     END;
+    PERFORM set_config('plantsync.change_reason', COALESCE(outer_reason, ''), true);
     INSERT INTO plantsync.inbox (id, system_code, message_id, message_type, site_id, payload, status, outcome, waiting_for, applied_at)
     VALUES (entry, sys, p_message_id, p_type, p_payload ->> 'site', p_payload,
             CASE WHEN waiting IS NULL THEN 'applied' ELSE 'parked' END, result, waiting,
             CASE WHEN waiting IS NULL THEN now() END);
     IF waiting IS NOT NULL THEN
+        PERFORM set_config('plantsync.source_system', COALESCE(outer_source, 'hub'), true);
+        PERFORM set_config('plantsync.causation_id', COALESCE(outer_causation, ''), true);
         RETURN jsonb_build_object('message', 'parked', 'waiting_for', waiting);
     END IF;
 
@@ -675,9 +705,11 @@ BEGIN
                 GET STACKED DIAGNOSTICS waiting = MESSAGE_TEXT;
                 UPDATE plantsync.inbox SET waiting_for = 'refused when its order arrived: ' || waiting WHERE id = parked.id;
             END;
+            PERFORM set_config('plantsync.change_reason', COALESCE(outer_reason, ''), true);
         END LOOP;
-        PERFORM set_config('plantsync.source_system', sys, true);
     END IF;
+    PERFORM set_config('plantsync.source_system', COALESCE(outer_source, 'hub'), true);
+    PERFORM set_config('plantsync.causation_id', COALESCE(outer_causation, ''), true);
     RETURN result || jsonb_build_object('message', 'applied');
 END
 $$;

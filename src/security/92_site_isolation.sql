@@ -23,15 +23,21 @@ SELECT pg_catalog.pg_extension_config_dump('plantsync.site_role', '');
 CREATE TRIGGER plantsync_audit AFTER INSERT OR UPDATE OR DELETE ON plantsync.site_role
     FOR EACH ROW EXECUTE FUNCTION plantsync.audit('role_name');
 
-CREATE FUNCTION plantsync.visible_sites()
+CREATE FUNCTION plantsync.sites_of(p_role name)
 RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT array_agg(DISTINCT r.site_id ORDER BY r.site_id)
       FROM plantsync.site_role r
-     WHERE pg_has_role(current_user, r.role_name, 'USAGE')
+     WHERE pg_has_role(p_role, r.role_name, 'USAGE')
 $$;
+COMMENT ON FUNCTION plantsync.sites_of(name) IS 'The plants a role is restricted to (through its own mapping or a role it inherits from), or NULL when it is not restricted. The process APIs, which run with their owner''s rights, check the login role''s (session_user) with it.';
+CREATE FUNCTION plantsync.visible_sites()
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT plantsync.sites_of(current_user) $$;
 COMMENT ON FUNCTION plantsync.visible_sites() IS 'The plants the current role is restricted to (through its own mapping or a role it inherits from), or NULL when it is not restricted. The row-level security policies evaluate it once per statement.';
 
 CREATE FUNCTION plantsync.restrict_role_to_site(p_role name, p_site_id text)

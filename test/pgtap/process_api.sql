@@ -232,6 +232,13 @@ SELECT is((SELECT reason FROM plantsync.state_change WHERE entity = 'production_
           'customer order withdrawn', 'with the ERP''s reason in the history');
 SELECT throws_ok($$SELECT plantsync.erp_cancel_order('erp-9', '{"site": "PA", "order": "PO-9", "reason": "too late"}')$$,
                  'PS001', NULL, 'a completed order cannot be cancelled');
+SELECT throws_ok($$SELECT plantsync.mes_operation('op-c', '{"site": "PA", "order": "PO-13", "operation": "0010", "action": "start"}')$$,
+                 'PS014', 'order "PO-13" of site "PA" is cancelled', 'nothing is booked on a cancelled order');
+SELECT is((SELECT count(*) FROM plantsync.inbox WHERE message_id = 'op-c'), 0::bigint, 'and the refused message is not kept: sent again, it is refused again');
+-- a whole number written as 3.0 (as float-minded serializers do) is the integer 3
+SELECT is(plantsync.erp_release_order('erp-p', '{"site": "PA", "order": "PO-14", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20", "priority": 3.0}') ->> 'message',
+          'applied', 'a release with "priority": 3.0 is applied');
+SELECT is((SELECT priority::integer FROM plantsync.production_order WHERE order_number = 'PO-14'), 3, 'with priority 3');
 
 -- shop-floor signals in batches
 SELECT is(plantsync.mes_ingest_signals('sig-1', '{"site": "PA", "signals": [
@@ -366,6 +373,10 @@ SELECT throws_like($$SELECT plantsync.mes_operation('op-3', '{"site": "PA", "ord
                    '%held%completed%', 'nor completed while held: the state machine says so');
 SELECT is(plantsync.mes_operation('op-4', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "resume"}') ->> 'operation_status',
           'running', 'a resume');
+SELECT is((SELECT array_agg(COALESCE(sc.reason, '-') ORDER BY sc.id) FROM plantsync.state_change sc
+             JOIN plantsync.production_operation op ON op.id = sc.entity_id JOIN plantsync.production_order o ON o.id = op.order_id
+            WHERE o.order_number = 'PO-77' AND sc.entity = 'production_operation' AND sc.to_state IN ('held', 'running') AND sc.from_state = ANY ('{running,held}')),
+          ARRAY['mixer alarm', '-'], 'the hold keeps its reason; the resume, a later message of the same transaction, does not take it over');
 SELECT is(plantsync.mes_operation('op-5', '{"site": "PA", "order": "PO-77", "operation": "0010", "action": "complete", "at": "2026-12-01T10:00:00Z"}') ->> 'operation_status',
           'completed', 'and completion');
 SELECT is((SELECT actual_end FROM plantsync.production_operation op JOIN plantsync.production_order o ON o.id = op.order_id WHERE o.order_number = 'PO-77'),

@@ -92,5 +92,19 @@ SELECT throws_ok($$INSERT INTO plantsync.storage_location (site_id, location_cod
                  '42501', NULL, 'but not another plant''s');
 RESET ROLE;
 
+-- The process APIs run with their owner's rights, which row-level security
+-- does not restrict: the login role's plants are checked by hand.
+CREATE ROLE tap_mes_a;
+SELECT lives_ok($$SELECT plantsync.restrict_role_to_site('tap_mes_a', 'SA')$$, 'an MES role is restricted to plant A');
+SELECT lives_ok($$SELECT plantsync.grant_integration_role('mes', 'tap_mes_a')$$, 'and may send MES messages');
+SET LOCAL SESSION AUTHORIZATION tap_mes_a;
+SELECT throws_ok($$SELECT plantsync.mes_operation('iso-1', '{"site": "SB", "order": "PO-X", "operation": "0010", "action": "start"}')$$,
+                 '42501', 'role "tap_mes_a" may not send messages for site "SB"', 'it sends no message for another plant');
+SELECT is(plantsync.mes_operation('iso-2', '{"site": "SA", "order": "PO-X", "operation": "0010", "action": "start"}') ->> 'message', 'parked',
+          'its own plant''s messages are taken (this one parked: its order is not released yet)');
+RESET SESSION AUTHORIZATION;
+SELECT is((SELECT string_agg(message_id || ' ' || site_id, ', ') FROM plantsync.inbox WHERE message_id LIKE 'iso-%'), 'iso-2 SA',
+          'only its own plant''s message was kept');
+
 SELECT * FROM finish();
 ROLLBACK;
