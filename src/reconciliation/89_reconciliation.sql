@@ -358,14 +358,17 @@ BEGIN
     ANALYZE pg_temp.plantsync_found;
     INSERT INTO plantsync.discrepancy (site_id, run_id, scope, kind, subject_key, material_id, lot_id, storage_location_id,
                                        order_id, plant_quantity, erp_quantity, uom, plant_status, erp_status, detail, remediation)
-    SELECT run.site_id, p_run_id, run.kind, f.kind, f.subject_key, f.material_id, f.lot_id, f.storage_location_id, f.order_id,
+    -- (one subject found twice in a run, e.g. a movement sent to two ERP
+    -- endpoints, is one discrepancy)
+    SELECT DISTINCT ON (f.kind, f.subject_key)
+           run.site_id, p_run_id, run.kind, f.kind, f.subject_key, f.material_id, f.lot_id, f.storage_location_id, f.order_id,
            f.plant_quantity, f.erp_quantity, f.uom, f.plant_status, f.erp_status, f.detail, f.remediation
       FROM pg_temp.plantsync_found f
      WHERE NOT EXISTS (SELECT 1 FROM plantsync.discrepancy d
                         WHERE d.site_id = run.site_id AND d.scope = run.kind AND d.subject_key = f.subject_key AND d.kind = f.kind
                           AND d.status IN ('open', 'remediating'));
     GET DIAGNOSTICS n_found = ROW_COUNT;
-    n_found := n_found + (SELECT count(*) FROM pg_temp.plantsync_found f
+    n_found := n_found + (SELECT count(DISTINCT (f.kind, f.subject_key)) FROM pg_temp.plantsync_found f
                        WHERE EXISTS (SELECT 1 FROM plantsync.discrepancy d
                                       WHERE d.site_id = run.site_id AND d.scope = run.kind AND d.subject_key = f.subject_key
                                         AND d.kind = f.kind AND d.status IN ('open', 'remediating') AND d.run_id <> p_run_id));
@@ -375,6 +378,15 @@ BEGIN
      WHERE p_resolve AND d.site_id = run.site_id AND d.scope = run.kind AND d.status IN ('open', 'remediating') AND d.run_id <> p_run_id
        AND NOT EXISTS (SELECT 1 FROM pg_temp.plantsync_found f WHERE f.subject_key = d.subject_key AND f.kind = d.kind);
     GET DIAGNOSTICS n_resolved = ROW_COUNT;
+    -- a remediation that did not work: the difference is still there in a
+    -- snapshot taken after it was applied, so the discrepancy is open again
+    -- (one taken before cannot show it yet)
+    PERFORM set_config('plantsync.change_reason', format('still found by run %s after the remediation', p_run_id), true);
+    UPDATE plantsync.discrepancy d SET status = 'open'
+     WHERE p_resolve AND d.site_id = run.site_id AND d.scope = run.kind AND d.status = 'remediating'
+       AND d.remediated_at <= (SELECT s.taken_at FROM plantsync.erp_snapshot s WHERE s.id = run.snapshot_id)
+       AND EXISTS (SELECT 1 FROM pg_temp.plantsync_found f WHERE f.subject_key = d.subject_key AND f.kind = d.kind);
+    PERFORM set_config('plantsync.change_reason', '', true);
     RETURN NEXT;
 END
 $$;
@@ -406,6 +418,9 @@ BEGIN
             CASE WHEN p_snapshot_id IS NOT NULL THEN format(' with id "%s"', p_snapshot_id) ELSE '' END
             USING ERRCODE = 'no_data_found', HINT = 'Load one with plantsync.load_erp_snapshot().';
     END IF;
+    -- one run of a kind for a site at a time: two at once each recorded
+    -- what the other had not committed yet, so every difference twice
+    PERFORM pg_advisory_xact_lock(hashtext('plantsync.reconcile'), hashtext(p_site_id || '/' || p_kind));
     INSERT INTO plantsync.reconciliation_run (site_id, kind, snapshot_id) VALUES (p_site_id, p_kind, snapshot.id) RETURNING id INTO run_id;
     stale := snapshot.taken_at < now() - p_max_age;
     IF to_regclass('pg_temp.plantsync_found') IS NOT NULL THEN

@@ -262,5 +262,23 @@ CREATE TEMP TABLE run9 AS SELECT plantsync.reconcile_inventory('R1', (SELECT id 
 SELECT is((SELECT count(*) FROM plantsync.discrepancy WHERE run_id = (SELECT id FROM run9) AND subject_key LIKE 'RM/L-1/%'), 0::bigint,
           'movements after the snapshot''s time are taken back out of the balance: L-1 matches where it was then');
 
+-- a remediation that did not work: open again, once a snapshot taken after it still shows the difference
+SELECT lives_ok($$SELECT plantsync.load_erp_snapshot('R1', 'inventory', now() - interval '10 minutes', '[
+    {"material": "RM", "lot": "L-1", "location": "WH", "quantity": 999, "uom": "KG"}]')$$, 'a snapshot where the ERP has 999 kg of L-1 in WH');
+CREATE TEMP TABLE run10 AS SELECT plantsync.reconcile_inventory('R1') AS id;
+CREATE TEMP TABLE l1 AS SELECT id FROM plantsync.discrepancy WHERE site_id = 'R1' AND scope = 'inventory' AND subject_key = 'RM/L-1/WH' AND status = 'open';
+SELECT is((SELECT count(*) FROM l1), 1::bigint, 'a discrepancy for L-1 in WH');
+SELECT is(plantsync.apply_remediation((SELECT id FROM l1), 'count it, INC-9', 'ask_person'), 'ask_person', 'someone is asked to count it');
+SELECT lives_ok($$SELECT plantsync.reconcile_inventory('R1', (SELECT snapshot_id FROM plantsync.reconciliation_run WHERE id = (SELECT id FROM run10)))$$,
+                'a run on the snapshot from before the remediation');
+SELECT is((SELECT status FROM plantsync.discrepancy WHERE id = (SELECT id FROM l1)), 'remediating', 'cannot tell whether it worked: still remediating');
+SELECT lives_ok($$SELECT plantsync.load_erp_snapshot('R1', 'inventory', now(), '[
+    {"material": "RM", "lot": "L-1", "location": "WH", "quantity": 999, "uom": "KG"}]')$$, 'a snapshot taken after it, still 999 kg');
+CREATE TEMP TABLE run11 AS SELECT plantsync.reconcile_inventory('R1') AS id;
+SELECT is((SELECT status FROM plantsync.discrepancy WHERE id = (SELECT id FROM l1)), 'open',
+          'the remediation did not work: open again, so it can be remediated again');
+SELECT is((SELECT reason FROM plantsync.state_change WHERE entity = 'discrepancy' AND entity_id = (SELECT id FROM l1) AND to_state = 'open' AND from_state = 'remediating'),
+          'still found by run ' || (SELECT id FROM run11) || ' after the remediation', 'the history says why');
+
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""End-to-end: the process APIs' inbox under concurrent senders.
+"""End-to-end: what two sessions doing the same thing at once must not break.
 
 - the same message sent from two sessions at once is applied once, and the
   second copy is answered "duplicate" (it was a unique-key error);
 - an MES message parked for an order while that order's release is being
   received in another session is applied by the release (neither saw the
-  other's uncommitted row, and the message stayed parked for good).
+  other's uncommitted row, and the message stayed parked for good);
+- two reconciliation runs of a plant at once record each difference once
+  (each recorded what the other had not committed yet).
 
-Run by test/e2e/inbox_concurrency.sh with the cluster in PG* variables.
+Run by test/e2e/concurrent_sessions.sh with the cluster in PG* variables.
 """
 import os
 import subprocess
@@ -18,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e_support import E2E  # noqa: E402
 
-T = E2E("e2e_inbox")
+T = E2E("e2e_concurrent")
 check, psql = T.check, T.psql
 RELEASE = ('{"site": "P1", "order": "%s", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-15", '
            '"operations": [{"operation": "0010", "work_center": "WC1", "segment": "MIX", "quantity": 10}]}')
@@ -89,6 +91,23 @@ INSERT INTO plantsync.material (site_id, material_number, description, material_
     check("the operation runs", psql("SELECT op.status FROM plantsync.production_operation op JOIN plantsync.production_order o "
                                      "ON o.id = op.order_id WHERE o.order_number = 'PO-2'") == "running")
 
+    # two reconciliation runs at once
+    psql("""SET plantsync.source_system = 'hub';
+INSERT INTO plantsync.storage_location (site_id, location_code, name) VALUES ('P1', 'WH', 'Store');
+SELECT plantsync.load_erp_snapshot('P1', 'inventory', now() - interval '5 minutes',
+       '[{"material": "FG", "lot": "B-1", "location": "WH", "quantity": 5, "uom": "KG"},
+         {"material": "FG", "lot": "B-2", "location": "WH", "quantity": 7, "uom": "KG"}]');""")
+    a = open_transaction("SELECT plantsync.reconcile_inventory('P1') IS NOT NULL;")
+    time.sleep(0.5)
+    b, b_out = in_background("SELECT plantsync.reconcile_inventory('P1') IS NOT NULL;")
+    time.sleep(1.0)
+    waited = b.is_alive()
+    finish(a)
+    b.join(60)
+    found = psql("SELECT count(*) || ' ' || count(DISTINCT subject_key) FROM plantsync.discrepancy WHERE site_id = 'P1'")
+    check("two reconciliation runs at once: the second waits for the first", waited and b_out == ["t"], str(b_out))
+    check("and each difference is recorded once", found.split()[0] == found.split()[1] and found.split()[0] != "0", found)
+
 
 if __name__ == "__main__":
-    T.run("inbox concurrency test", run)
+    T.run("concurrent sessions test", run)
