@@ -15,7 +15,7 @@ CREATE TABLE plantsync.inbox (
     site_id text,
     payload jsonb NOT NULL,
     status text NOT NULL
-        CONSTRAINT inbox_status_check CHECK (status IN ('applied', 'parked')),
+        CONSTRAINT inbox_status_check CHECK (status IN ('applied', 'parked', 'discarded')),
     outcome jsonb,
     waiting_for text,
     received_at timestamptz NOT NULL DEFAULT now(),
@@ -31,7 +31,7 @@ COMMENT ON COLUMN plantsync.inbox.message_id IS 'The sender''s message id (uniqu
 COMMENT ON COLUMN plantsync.inbox.message_type IS 'Business message (contract subject), e.g. erp.order_release.';
 COMMENT ON COLUMN plantsync.inbox.site_id IS 'Plant the message is about.';
 COMMENT ON COLUMN plantsync.inbox.payload IS 'The message as received.';
-COMMENT ON COLUMN plantsync.inbox.status IS 'applied, or parked (waiting_for says for what).';
+COMMENT ON COLUMN plantsync.inbox.status IS 'applied, parked (waiting_for says for what), or discarded by a person (plantsync.discard_parked; outcome says who and why).';
 COMMENT ON COLUMN plantsync.inbox.outcome IS 'What applying it returned (ids of what it created or changed).';
 COMMENT ON COLUMN plantsync.inbox.waiting_for IS 'For a parked message: the prerequisite it waits for.';
 COMMENT ON COLUMN plantsync.inbox.received_at IS 'When it arrived.';
@@ -607,6 +607,41 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.dispatch(text, jsonb, text) IS 'Used by plantsync.receive: the handler of a message type.';
 
+-- A parked message applied now, as its system: applied, or parked still,
+-- with what it waits for (its prerequisite still missing, or the error it
+-- meets now after the words in refused). Its failure never undoes the
+-- caller's work. Returns what it still waits for, NULL once applied.
+CREATE FUNCTION plantsync.apply_parked(p plantsync.inbox, refused text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    waiting text;
+    outer_reason text := current_setting('plantsync.change_reason', true);
+BEGIN
+    PERFORM set_config('plantsync.source_system', p.system_code, true);
+    PERFORM set_config('plantsync.causation_id', p.id::text, true);
+    BEGIN
+        UPDATE plantsync.inbox SET status = 'applied', applied_at = now(), waiting_for = NULL,
+               outcome = plantsync.dispatch(p.message_type, p.payload, p.message_id)
+         WHERE id = p.id;
+    EXCEPTION
+        WHEN SQLSTATE 'PS013' THEN
+            GET STACKED DIAGNOSTICS waiting = PG_EXCEPTION_DETAIL;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS waiting = MESSAGE_TEXT;
+            waiting := refused || waiting;
+    END;
+    IF waiting IS NOT NULL THEN
+        UPDATE plantsync.inbox SET waiting_for = waiting WHERE id = p.id;
+    END IF;
+    PERFORM set_config('plantsync.change_reason', COALESCE(outer_reason, ''), true);
+    RETURN waiting;
+END
+$$;
+COMMENT ON FUNCTION plantsync.apply_parked(plantsync.inbox, text) IS 'Used by plantsync.receive (a release applies the messages parked for its order) and plantsync.retry_parked: applies one parked message, or leaves it parked with what it waits for.';
+
 CREATE FUNCTION plantsync.receive(p_type text, p_message_id text, p_payload jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -693,19 +728,9 @@ BEGIN
         FOR parked IN SELECT * FROM plantsync.inbox
                        WHERE status = 'parked' AND site_id = p_payload ->> 'site' AND waiting_for = 'order ' || (p_payload ->> 'order')
                        ORDER BY received_at, id LOOP
-            PERFORM set_config('plantsync.source_system', parked.system_code, true);
-            PERFORM set_config('plantsync.causation_id', parked.id::text, true);
             -- a parked message that now fails for another reason stays
             -- parked with that reason: the release itself is not refused
-            BEGIN
-                UPDATE plantsync.inbox SET status = 'applied', applied_at = now(), waiting_for = NULL,
-                       outcome = plantsync.dispatch(parked.message_type, parked.payload, parked.message_id)
-                 WHERE id = parked.id;
-            EXCEPTION WHEN OTHERS THEN
-                GET STACKED DIAGNOSTICS waiting = MESSAGE_TEXT;
-                UPDATE plantsync.inbox SET waiting_for = 'refused when its order arrived: ' || waiting WHERE id = parked.id;
-            END;
-            PERFORM set_config('plantsync.change_reason', COALESCE(outer_reason, ''), true);
+            PERFORM plantsync.apply_parked(parked, 'refused when its order arrived: ');
         END LOOP;
     END IF;
     PERFORM set_config('plantsync.source_system', COALESCE(outer_source, 'hub'), true);
@@ -718,7 +743,95 @@ COMMENT ON FUNCTION plantsync.receive(text, text, jsonb) IS
 REVOKE EXECUTE ON FUNCTION plantsync.receive(text, text, jsonb), plantsync.dispatch(text, jsonb, text),
     plantsync.handle_erp_order_release(jsonb), plantsync.handle_erp_order_cancel(jsonb),
     plantsync.handle_mes_consume(jsonb, text), plantsync.handle_mes_confirm(jsonb, text), plantsync.handle_mes_complete(jsonb, text),
-    plantsync.handle_qms_usage_decision(jsonb) FROM PUBLIC;
+    plantsync.handle_qms_usage_decision(jsonb), plantsync.apply_parked(plantsync.inbox, text) FROM PUBLIC;
+
+-- Parked messages an operator takes in hand: one whose prerequisite came by
+-- another way (an order inserted directly, a lot received after the order
+-- arrived), or one that will never apply. The sender cannot: sent again,
+-- the same id is a duplicate.
+CREATE FUNCTION plantsync.retry_parked(site_id text DEFAULT NULL, message_id text DEFAULT NULL, system_code text DEFAULT NULL)
+RETURNS TABLE (sender text, parked_message_id text, outcome text, still_waiting_for text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    candidate record;
+    p plantsync.inbox;
+    allowed text[] := plantsync.sites_of(session_user);
+    outer_source text := current_setting('plantsync.source_system', true);
+    outer_causation text := current_setting('plantsync.causation_id', true);
+BEGIN
+    IF retry_parked.site_id IS NULL AND retry_parked.message_id IS NULL AND retry_parked.system_code IS NULL THEN
+        RAISE EXCEPTION 'no parked messages selected' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give at least one of site_id, message_id, system_code.';
+    END IF;
+    FOR candidate IN SELECT i.id, i.site_id, i.payload FROM plantsync.inbox i
+                      WHERE i.status = 'parked'
+                        AND (retry_parked.site_id IS NULL OR i.site_id = retry_parked.site_id)
+                        AND (retry_parked.message_id IS NULL OR i.message_id = retry_parked.message_id)
+                        AND (retry_parked.system_code IS NULL OR i.system_code = retry_parked.system_code)
+                        AND (allowed IS NULL OR i.site_id = ANY (allowed))
+                      ORDER BY i.received_at, i.id LOOP
+        -- the order first, then the message, as receive() takes them
+        IF candidate.payload ? 'order' THEN
+            PERFORM pg_advisory_xact_lock(hashtext('plantsync.order'), hashtext(candidate.site_id || '/' || (candidate.payload ->> 'order')));
+        END IF;
+        SELECT * INTO p FROM plantsync.inbox i WHERE i.id = candidate.id AND i.status = 'parked' FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+        sender := p.system_code;
+        parked_message_id := p.message_id;
+        still_waiting_for := plantsync.apply_parked(p, 'refused when retried: ');
+        outcome := CASE WHEN still_waiting_for IS NULL THEN 'applied' ELSE 'parked' END;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM set_config('plantsync.source_system', COALESCE(outer_source, 'hub'), true);
+    PERFORM set_config('plantsync.causation_id', COALESCE(outer_causation, ''), true);
+    IF sender IS NULL THEN
+        RAISE EXCEPTION 'no parked messages match the selection' USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION plantsync.retry_parked(text, text, text) IS 'Applies again the parked messages selected by site, message id or system (a plant-restricted login role: only its plants''), each as its system: applied, or parked still with what it waits for. For messages whose prerequisite came by another way than a release message.';
+REVOKE EXECUTE ON FUNCTION plantsync.retry_parked(text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION plantsync.discard_parked(reason text, site_id text DEFAULT NULL, message_id text DEFAULT NULL, system_code text DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plantsync.source_system = 'hub'
+AS $$
+DECLARE
+    allowed text[] := plantsync.sites_of(session_user);
+    ids text[];
+BEGIN
+    PERFORM plantsync.check_selection_reason(reason);
+    IF discard_parked.site_id IS NULL AND discard_parked.message_id IS NULL AND discard_parked.system_code IS NULL THEN
+        RAISE EXCEPTION 'no parked messages selected' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give at least one of site_id, message_id, system_code.';
+    END IF;
+    WITH gone AS (
+        UPDATE plantsync.inbox i
+           SET status = 'discarded',
+               outcome = jsonb_build_object('discarded_by', session_user, 'discarded_at', now(), 'reason', reason,
+                                            'waiting_for', i.waiting_for)
+         WHERE i.status = 'parked'
+           AND (discard_parked.site_id IS NULL OR i.site_id = discard_parked.site_id)
+           AND (discard_parked.message_id IS NULL OR i.message_id = discard_parked.message_id)
+           AND (discard_parked.system_code IS NULL OR i.system_code = discard_parked.system_code)
+           AND (allowed IS NULL OR i.site_id = ANY (allowed))
+        RETURNING i.system_code || '/' || i.message_id AS id
+    )
+    SELECT array_agg(g.id ORDER BY g.id) INTO ids FROM gone g;
+    IF ids IS NULL THEN
+        RAISE EXCEPTION 'no parked messages match the selection' USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN QUERY SELECT unnest(ids);
+END
+$$;
+COMMENT ON FUNCTION plantsync.discard_parked(text, text, text, text) IS 'Discards the parked messages selected by site, message id or system, with a reason (kept in their outcome, with who): they are never applied; sent again, they are duplicates.';
+REVOKE EXECUTE ON FUNCTION plantsync.discard_parked(text, text, text, text) FROM PUBLIC;
 
 -- One function per message, for each system's integration role.
 CREATE FUNCTION plantsync.erp_release_order(message_id text, payload jsonb) RETURNS jsonb

@@ -541,5 +541,38 @@ RESET ROLE;
 SELECT is((SELECT received_by FROM plantsync.inbox WHERE message_id = 'mes-7'), 'postgres'::name, 'the inbox records the session''s role');
 SELECT throws_ok($$SELECT plantsync.grant_integration_role('wms', 'plantsync_tap_mes')$$, '22023', 'system "wms" has no process APIs', 'unknown systems are refused');
 
+-- parked messages an operator takes in hand
+SELECT is(plantsync.mes_operation('mes-park-1', '{"site": "PA", "order": "PO-PK", "operation": "0010", "action": "start"}') ->> 'message',
+          'parked', 'an operation start for an order not released yet is parked');
+SELECT is(plantsync.erp_release_order('erp-park', '{"site": "PA", "order": "PO-PK", "material": "FG", "quantity": 10, "uom": "KG", "due_date": "2026-12-20"}') ->> 'message',
+          'applied', 'the order is released, without its operations');
+SELECT is((SELECT waiting_for FROM plantsync.inbox WHERE message_id = 'mes-park-1'),
+          'refused when its order arrived: operation "0010" of order "PO-PK" does not exist',
+          'the start is refused then: it stays parked, saying why');
+SET LOCAL plantsync.source_system = 'erp';
+INSERT INTO plantsync.production_operation (site_id, order_id, operation_number, work_center_id, process_segment, planned_quantity)
+SELECT 'PA', o.id, '0010', (SELECT id FROM plantsync.equipment WHERE site_id = 'PA' AND equipment_code = 'WC1'), 'MIX', 10
+  FROM plantsync.production_order o WHERE o.site_id = 'PA' AND o.order_number = 'PO-PK';
+RESET plantsync.source_system;
+SELECT results_eq($$SELECT sender, parked_message_id, outcome, still_waiting_for FROM plantsync.retry_parked(message_id => 'mes-park-1')$$,
+                  $$VALUES ('mes', 'mes-park-1', 'applied', NULL::text)$$, 'once the ERP has added the operation, an operator retries it: applied');
+SELECT is((SELECT op.status FROM plantsync.production_operation op JOIN plantsync.production_order o ON o.id = op.order_id WHERE o.order_number = 'PO-PK'),
+          'running', 'the operation runs');
+SELECT throws_ok($$SELECT * FROM plantsync.retry_parked(message_id => 'mes-park-1')$$, 'P0002', 'no parked messages match the selection',
+                 'a message no longer parked is not retried');
+SELECT throws_ok($$SELECT * FROM plantsync.retry_parked()$$, '22023', 'no parked messages selected', 'a selection is required');
+SELECT is(plantsync.mes_consume('mes-park-3', '{"site": "PA", "order": "PO-NEVER", "material": "RM", "lot": "R-1", "quantity": 1, "uom": "KG", "location": "WH"}') ->> 'message',
+          'parked', 'a consumption for an order that will never come');
+SELECT results_eq($$SELECT outcome, still_waiting_for FROM plantsync.retry_parked(site_id => 'PA')$$, $$VALUES ('parked', 'order PO-NEVER')$$,
+                  'retried, it is still waiting for its order');
+SELECT throws_ok($$SELECT plantsync.discard_parked(' ', message_id => 'mes-park-3')$$, '22023', NULL, 'discarding needs a reason');
+SELECT is(plantsync.discard_parked('order cancelled in the ERP before release, INC-11', message_id => 'mes-park-3'), 'mes/mes-park-3', 'it is discarded');
+SELECT results_eq($$SELECT status, outcome ->> 'reason', outcome ->> 'waiting_for' FROM plantsync.inbox WHERE message_id = 'mes-park-3'$$,
+                  $$VALUES ('discarded', 'order cancelled in the ERP before release, INC-11', 'order PO-NEVER')$$, 'with the reason and what it waited for');
+SELECT is(plantsync.mes_consume('mes-park-3', '{"site": "PA", "order": "PO-NEVER", "material": "RM", "lot": "R-1", "quantity": 1, "uom": "KG", "location": "WH"}') ->> 'first_status',
+          'discarded', 'sent again, it is a duplicate of a discarded message');
+SELECT ok(NOT has_function_privilege('public', 'plantsync.retry_parked(text, text, text)', 'EXECUTE')
+          AND NOT has_function_privilege('public', 'plantsync.discard_parked(text, text, text, text)', 'EXECUTE'), 'only administrators take parked messages in hand');
+
 SELECT * FROM finish();
 ROLLBACK;
