@@ -599,6 +599,21 @@ $$;
 COMMENT ON FUNCTION plantsync.reconcile_inventory(text, uuid, interval) IS
 'Compares the plant''s stock (from the movement ledger, as of the snapshot''s time, per material, lot and location; stock type from the lot''s disposition) with an ERP inventory snapshot (default: the latest) and records a run with its discrepancies: missing_in_erp, missing_in_plant, quantity_mismatch (beyond the unit''s tolerance), status_mismatch, or stale_snapshot when the snapshot is older than p_max_age. Returns the run id.';
 
+-- An ERP's quantity in the material's base unit, or NULL when its unit
+-- does not convert (the difference is then reported, not the run refused).
+CREATE FUNCTION plantsync.erp_base_quantity(p_material_id uuid, p_quantity numeric, p_uom text)
+RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN plantsync.to_base_quantity(p_material_id, p_quantity, p_uom);
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION plantsync.erp_base_quantity(uuid, numeric, text) IS 'Used by plantsync.reconcile_orders: an ERP quantity in the material''s base unit, NULL when its unit does not convert.';
+
 CREATE FUNCTION plantsync.reconcile_orders(p_site_id text, p_snapshot_id uuid DEFAULT NULL, p_max_age interval DEFAULT '1 day')
 RETURNS uuid
 LANGUAGE plpgsql
@@ -610,23 +625,34 @@ DECLARE
 BEGIN
     SELECT * INTO s FROM plantsync.start_run(p_site_id, 'orders', p_snapshot_id, p_max_age);
     IF NOT s.stale THEN
+        -- quantities compared in the material's base unit, whatever units
+        -- the order, its confirmations and the ERP use
         WITH plant AS (
-            SELECT o.id, o.order_number, o.status, o.quantity, o.uom,
+            SELECT o.id, o.order_number, o.status, o.material_id, m.base_uom AS uom,
+                   plantsync.to_base_quantity(o.material_id, o.quantity, o.uom) AS quantity,
                    -- the order's yield is what its last operation confirmed
-                   COALESCE((SELECT sum(c.yield_quantity)
+                   -- (last by number: 0090 before 0100, and 90 before 100)
+                   COALESCE((SELECT sum(plantsync.to_base_quantity(o.material_id, c.yield_quantity, c.uom))
                                FROM plantsync.production_confirmation c
-                               JOIN plantsync.production_operation op ON op.id = c.operation_id
                               WHERE c.order_id = o.id AND c.confirmed_at <= (s.snapshot).taken_at
-                                AND op.operation_number = (SELECT max(op2.operation_number) FROM plantsync.production_operation op2
-                                                            WHERE op2.order_id = o.id)), 0) AS confirmed
+                                AND c.operation_id = (SELECT op2.id FROM plantsync.production_operation op2 WHERE op2.order_id = o.id
+                                                       ORDER BY CASE WHEN op2.operation_number ~ '^[0-9]{1,30}$' THEN op2.operation_number::numeric END
+                                                                DESC NULLS LAST, op2.operation_number DESC
+                                                       LIMIT 1)), 0) AS confirmed
               FROM plantsync.production_order o
+              JOIN plantsync.material m ON m.id = o.material_id
              WHERE o.site_id = p_site_id AND o.status <> 'draft' AND o.created_at <= (s.snapshot).taken_at
         ), erp AS (
             SELECT * FROM plantsync.erp_order e WHERE e.snapshot_id = (s.snapshot).id
         ), cmp AS (
             SELECT p.id, COALESCE(p.order_number, e.order_number) AS order_number, p.status AS plant_status, e.status AS erp_status,
-                   p.quantity AS plant_qty, e.quantity AS erp_qty, p.confirmed AS plant_confirmed, e.confirmed_quantity AS erp_confirmed,
-                   COALESCE(p.uom, e.uom) AS uom, e.order_number IS NOT NULL AS in_erp, p.order_number IS NOT NULL AS in_plant
+                   p.quantity AS plant_qty, p.confirmed AS plant_confirmed,
+                   CASE WHEN p.id IS NULL OR e.uom = p.uom THEN e.quantity
+                        ELSE plantsync.erp_base_quantity(p.material_id, e.quantity, e.uom) END AS erp_qty,
+                   CASE WHEN p.id IS NULL OR e.uom = p.uom THEN e.confirmed_quantity
+                        ELSE plantsync.erp_base_quantity(p.material_id, e.confirmed_quantity, e.uom) END AS erp_confirmed,
+                   COALESCE(p.uom, e.uom) AS uom, e.uom AS erp_uom,
+                   e.order_number IS NOT NULL AS in_erp, p.order_number IS NOT NULL AS in_plant
               FROM plant p FULL JOIN erp e ON e.order_number = p.order_number
         ), counted AS (
             SELECT count(*) AS n FROM cmp
@@ -638,7 +664,10 @@ BEGIN
                    CASE WHEN k.kind = 'quantity_mismatch' AND c.plant_qty = c.erp_qty THEN c.erp_confirmed ELSE c.erp_qty END,
                    c.uom, c.plant_status, c.erp_status,
                    jsonb_strip_nulls(jsonb_build_object('order', c.order_number, 'plant_quantity', c.plant_qty, 'erp_quantity', c.erp_qty,
-                                                        'plant_confirmed', c.plant_confirmed, 'erp_confirmed', c.erp_confirmed)),
+                                                        'plant_confirmed', c.plant_confirmed, 'erp_confirmed', c.erp_confirmed,
+                                                        'erp_uom', NULLIF(c.erp_uom, c.uom),
+                                                        'problem', CASE WHEN c.in_plant AND c.in_erp AND c.erp_qty IS NULL
+                                                                        THEN format('the ERP''s unit %s does not convert to %s', c.erp_uom, c.uom) END)),
                    CASE WHEN k.kind = 'missing_in_plant' THEN 'ask_person'
                         WHEN k.kind = 'quantity_mismatch' AND c.plant_qty = c.erp_qty THEN 'post_correction'
                         ELSE 'ask_person' END
@@ -646,7 +675,7 @@ BEGIN
               CROSS JOIN LATERAL (SELECT CASE
                     WHEN NOT c.in_erp THEN 'missing_in_erp'
                     WHEN NOT c.in_plant THEN CASE WHEN c.erp_status IN ('draft', 'cancelled', 'closed') THEN NULL ELSE 'missing_in_plant' END
-                    WHEN c.plant_qty <> c.erp_qty OR c.plant_confirmed <> c.erp_confirmed THEN 'quantity_mismatch'
+                    WHEN c.plant_qty IS DISTINCT FROM c.erp_qty OR c.plant_confirmed IS DISTINCT FROM c.erp_confirmed THEN 'quantity_mismatch'
                     WHEN c.plant_status <> c.erp_status THEN 'status_mismatch'
                     END AS kind) k
              WHERE k.kind IS NOT NULL

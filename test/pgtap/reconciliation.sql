@@ -153,7 +153,7 @@ SELECT 'R1', op.order_id, op.id, CASE op.operation_number WHEN '0010' THEN 25 EL
   FROM plantsync.production_operation op WHERE op.site_id = 'R1';
 UPDATE plantsync.production_order SET status = 'completed' WHERE site_id = 'R1' AND order_number = 'O-5';
 SELECT isnt(plantsync.load_erp_snapshot('R1', 'orders', now() - interval '1 hour', '[
-    {"order": "O-1", "status": "released", "quantity": 100, "uom": "KG"},
+    {"order": "O-1", "status": "released", "quantity": 100000, "uom": "G"},
     {"order": "O-2", "status": "in_progress", "quantity": 50, "confirmed_quantity": 15, "uom": "KG"},
     {"order": "O-3", "status": "released", "quantity": 30, "uom": "KG"},
     {"order": "O-6", "status": "cancelled", "quantity": 30, "uom": "KG"},
@@ -165,9 +165,17 @@ SELECT results_eq($$SELECT kind, subject_key, remediation, plant_quantity, erp_q
                            ('missing_in_plant', 'O-3', 'ask_person', NULL, 30, NULL, 'released'),
                            ('missing_in_erp', 'O-4', 'ask_person', 10, NULL, 'released', NULL),
                            ('status_mismatch', 'O-5', 'ask_person', 10, 10, 'completed', 'in_progress')$$,
-                  'orders: confirmed yield of the last operation, a release that never arrived, an order the ERP lacks, a status');
+                  'orders: confirmed yield of the last operation, a release that never arrived, an order the ERP lacks, a status (O-1 in grams agrees)');
 SELECT results_eq($$SELECT compared, matched FROM plantsync.reconciliation_run WHERE id = (SELECT id FROM orun)$$,
                   $$VALUES (6, 2)$$, 'six orders compared (the cancelled ERP order counts as agreeing), two agree');
+-- a unit that does not convert is a difference, not a failed run
+SELECT isnt(plantsync.load_erp_snapshot('R1', 'orders', now() - interval '50 minutes', '[
+    {"order": "O-1", "status": "released", "quantity": 100, "uom": "EA"}]'), NULL, 'a snapshot with O-1 in EA');
+CREATE TEMP TABLE orun2 AS SELECT plantsync.reconcile_orders('R1') AS id;
+SELECT results_eq($$SELECT kind, plant_quantity, erp_quantity, uom, detail ->> 'problem' FROM plantsync.discrepancy
+                     WHERE site_id = 'R1' AND scope = 'orders' AND subject_key = 'O-1' AND status = 'open'$$,
+                  $$VALUES ('quantity_mismatch', 100::numeric, NULL::numeric, 'KG', 'the ERP''s unit EA does not convert to KG')$$,
+                  'O-1 in EA: a quantity mismatch saying the units do not convert');
 
 -- ---------- postings ----------
 SELECT isnt(plantsync.load_erp_snapshot('R1', 'postings', now() - interval '1 hour', '[
@@ -211,7 +219,7 @@ SELECT throws_ok($$SELECT plantsync.load_erp_snapshot('R1', 'orders', now(), '{"
 SELECT throws_ok($$SELECT plantsync.load_erp_snapshot('R1', 'orders', now() + interval '1 day', '[]')$$, '22023', NULL, 'a snapshot from the future is refused');
 SELECT throws_ok($$SELECT plantsync.load_erp_snapshot('R1', 'orders', now(), '[{"order": "O-1", "status": "released", "quantity": 1}]')$$,
                  '22023', NULL, 'an order row without unit is refused');
-SELECT is((SELECT count(*) FROM plantsync.erp_snapshot WHERE site_id = 'R1'), 5::bigint, 'a refused snapshot leaves nothing behind');
+SELECT is((SELECT count(*) FROM plantsync.erp_snapshot WHERE site_id = 'R1'), 6::bigint, 'a refused snapshot leaves nothing behind (six loaded above)');
 SELECT throws_ok($$SELECT plantsync.reconcile_orders('T9')$$, 'P0002', 'no orders snapshot of site "T9"', 'no snapshot, no run');
 SELECT throws_ok($$SELECT plantsync.reconcile_inventory('R1', (SELECT id FROM plantsync.erp_snapshot WHERE kind = 'orders' LIMIT 1))$$,
                  '22023', NULL, 'a snapshot of another kind is refused');
