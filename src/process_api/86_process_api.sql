@@ -21,13 +21,15 @@ CREATE TABLE plantsync.inbox (
     received_at timestamptz NOT NULL DEFAULT now(),
     applied_at timestamptz,
     received_by name NOT NULL DEFAULT session_user,
-    CONSTRAINT inbox_message_key UNIQUE (system_code, message_id)
+    -- per plant, as a movement's external id is: two plants' MES may number
+    -- their messages alike
+    CONSTRAINT inbox_message_key UNIQUE NULLS NOT DISTINCT (system_code, message_id, site_id)
 );
 CREATE INDEX inbox_parked_idx ON plantsync.inbox (site_id, received_at) WHERE status = 'parked';
 COMMENT ON TABLE plantsync.inbox IS 'Every business message received through the process APIs, with its outcome: a message id seen before returns the first outcome and changes nothing. Parked messages wait for a prerequisite (an order not released yet).';
 COMMENT ON COLUMN plantsync.inbox.id IS 'Inbox entry; the causation id of the events the message caused.';
 COMMENT ON COLUMN plantsync.inbox.system_code IS 'Sending system.';
-COMMENT ON COLUMN plantsync.inbox.message_id IS 'The sender''s message id (unique per system).';
+COMMENT ON COLUMN plantsync.inbox.message_id IS 'The sender''s message id (unique per system and plant).';
 COMMENT ON COLUMN plantsync.inbox.message_type IS 'Business message (contract subject), e.g. erp.order_release.';
 COMMENT ON COLUMN plantsync.inbox.site_id IS 'Plant the message is about.';
 COMMENT ON COLUMN plantsync.inbox.payload IS 'The message as received.';
@@ -687,13 +689,14 @@ BEGIN
     -- finds the first and is a duplicate), and one message about an order
     -- at a time: a message parked for an order and the order's release,
     -- each unable to see the other's uncommitted row, left it parked.
-    PERFORM pg_advisory_xact_lock(hashtext('plantsync.inbox'), hashtext(sys || '/' || p_message_id));
+    PERFORM pg_advisory_xact_lock(hashtext('plantsync.inbox'), hashtext(concat_ws('/', sys, p_payload ->> 'site', p_message_id)));
     IF p_payload ? 'order' THEN
         PERFORM pg_advisory_xact_lock(hashtext('plantsync.order'), hashtext((p_payload ->> 'site') || '/' || (p_payload ->> 'order')));
     END IF;
 
     -- seen before: the first outcome, nothing changed
-    SELECT * INTO seen FROM plantsync.inbox WHERE system_code = sys AND message_id = p_message_id;
+    SELECT * INTO seen FROM plantsync.inbox
+     WHERE system_code = sys AND message_id = p_message_id AND site_id IS NOT DISTINCT FROM p_payload ->> 'site';
     IF FOUND THEN
         IF seen.payload IS DISTINCT FROM p_payload THEN
             RAISE EXCEPTION 'message "%" of % was received before with other content', p_message_id, sys
@@ -739,7 +742,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION plantsync.receive(text, text, jsonb) IS
-'Receives one business message and returns its outcome ({"message": "applied" | "parked" | "duplicate", ...what it created}): checks it against its contract, applies it as its system in this transaction (or refuses it whole), and keeps it with its outcome in plantsync.inbox. A message id seen before returns the first outcome and changes nothing (other content under the same id: PS012). An MES message for an order not released yet is parked and applied when the release arrives.';
+'Receives one business message and returns its outcome ({"message": "applied" | "parked" | "duplicate", ...what it created}): checks it against its contract, applies it as its system in this transaction (or refuses it whole), and keeps it with its outcome in plantsync.inbox. A message id seen before from the same system for the same plant returns the first outcome and changes nothing (other content under the same id: PS012). An MES message for an order not released yet is parked and applied when the release arrives.';
 REVOKE EXECUTE ON FUNCTION plantsync.receive(text, text, jsonb), plantsync.dispatch(text, jsonb, text),
     plantsync.handle_erp_order_release(jsonb), plantsync.handle_erp_order_cancel(jsonb),
     plantsync.handle_mes_consume(jsonb, text), plantsync.handle_mes_confirm(jsonb, text), plantsync.handle_mes_complete(jsonb, text),

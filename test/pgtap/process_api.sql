@@ -574,5 +574,16 @@ SELECT is(plantsync.mes_consume('mes-park-3', '{"site": "PA", "order": "PO-NEVER
 SELECT ok(NOT has_function_privilege('public', 'plantsync.retry_parked(text, text, text)', 'EXECUTE')
           AND NOT has_function_privilege('public', 'plantsync.discard_parked(text, text, text, text)', 'EXECUTE'), 'only administrators take parked messages in hand');
 
+-- message ids are per system and plant: two plants' MES may number alike
+SET LOCAL plantsync.source_system = 'hub';
+INSERT INTO plantsync.site (site_id, name) VALUES ('PB', 'Second plant');
+RESET plantsync.source_system;
+SELECT is(plantsync.mes_operation('same-id', '{"site": "PA", "order": "PO-SAME", "operation": "0010", "action": "start"}') ->> 'message',
+          'parked', 'plant A''s message "same-id"');
+SELECT is(plantsync.mes_operation('same-id', '{"site": "PB", "order": "PO-SAME", "operation": "0010", "action": "start"}') ->> 'message',
+          'parked', 'plant B''s message of the same id is its own, not a conflict');
+SELECT is(plantsync.mes_operation('same-id', '{"site": "PB", "order": "PO-SAME", "operation": "0010", "action": "start"}') ->> 'message',
+          'duplicate', 'and sent again, a duplicate of its own plant''s');
+
 SELECT * FROM finish();
 ROLLBACK;
