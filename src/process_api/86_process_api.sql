@@ -677,6 +677,11 @@ BEGIN
     IF p_payload IS NULL THEN
         RAISE EXCEPTION 'the message has no payload' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- a misspelt plant would otherwise park an MES message for good
+    IF p_payload ? 'site' AND NOT EXISTS (SELECT 1 FROM plantsync.site s WHERE s.site_id = p_payload ->> 'site') THEN
+        RAISE EXCEPTION 'site "%" does not exist', p_payload ->> 'site' USING ERRCODE = 'foreign_key_violation',
+            HINT = 'Messages name a plant of plantsync.site.';
+    END IF;
     -- This runs with its owner's rights, which row-level security does not
     -- restrict: a login role restricted to plants sends only for them.
     allowed := plantsync.sites_of(session_user);

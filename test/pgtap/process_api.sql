@@ -585,5 +585,8 @@ SELECT is(plantsync.mes_operation('same-id', '{"site": "PB", "order": "PO-SAME",
 SELECT is(plantsync.mes_operation('same-id', '{"site": "PB", "order": "PO-SAME", "operation": "0010", "action": "start"}') ->> 'message',
           'duplicate', 'and sent again, a duplicate of its own plant''s');
 
+SELECT throws_ok($$SELECT plantsync.mes_operation('typo-1', '{"site": "P0A", "order": "PO-9", "operation": "0010", "action": "start"}')$$,
+                 '23503', 'site "P0A" does not exist', 'a message for a plant that does not exist is refused, not parked');
+
 SELECT * FROM finish();
 ROLLBACK;
