@@ -609,6 +609,45 @@ END
 $$;
 COMMENT ON FUNCTION plantsync.dispatch(text, jsonb, text) IS 'Used by plantsync.receive: the handler of a message type.';
 
+-- Messages about one order are received one at a time: one parked for an
+-- order and the order's release, each unable to see the other's
+-- uncommitted row, left it parked for good.
+CREATE FUNCTION plantsync.lock_order(p_payload jsonb)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(hashtext('plantsync.order'), hashtext((p_payload ->> 'site') || '/' || (p_payload ->> 'order')))
+     WHERE p_payload ? 'order'
+$$;
+COMMENT ON FUNCTION plantsync.lock_order(jsonb) IS 'Used by plantsync.receive and plantsync.retry_parked: the transaction-level lock of the order a message names, if it names one.';
+
+-- Parked messages selected by an administrator (a plant-restricted login
+-- role: only its plants'), oldest first.
+CREATE FUNCTION plantsync.select_parked(site_id text, message_id text, system_code text)
+RETURNS SETOF uuid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    allowed text[] := plantsync.sites_of(session_user);
+BEGIN
+    IF select_parked.site_id IS NULL AND select_parked.message_id IS NULL AND select_parked.system_code IS NULL THEN
+        RAISE EXCEPTION 'no parked messages selected' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give at least one of site_id, message_id, system_code.';
+    END IF;
+    RETURN QUERY
+    SELECT i.id FROM plantsync.inbox i
+     WHERE i.status = 'parked'
+       AND (select_parked.site_id IS NULL OR i.site_id = select_parked.site_id)
+       AND (select_parked.message_id IS NULL OR i.message_id = select_parked.message_id)
+       AND (select_parked.system_code IS NULL OR i.system_code = select_parked.system_code)
+       AND (allowed IS NULL OR i.site_id = ANY (allowed))
+     ORDER BY i.received_at, i.id;
+END
+$$;
+COMMENT ON FUNCTION plantsync.select_parked(text, text, text) IS 'Used by plantsync.retry_parked and plantsync.discard_parked: the parked messages selected by site, message id or system, oldest first; refuses an empty selection.';
+
 -- A parked message applied now, as its system: applied, or parked still,
 -- with what it waits for (its prerequisite still missing, or the error it
 -- meets now after the words in refused). Its failure never undoes the
@@ -695,9 +734,7 @@ BEGIN
     -- at a time: a message parked for an order and the order's release,
     -- each unable to see the other's uncommitted row, left it parked.
     PERFORM pg_advisory_xact_lock(hashtext('plantsync.inbox'), hashtext(concat_ws('/', sys, p_payload ->> 'site', p_message_id)));
-    IF p_payload ? 'order' THEN
-        PERFORM pg_advisory_xact_lock(hashtext('plantsync.order'), hashtext((p_payload ->> 'site') || '/' || (p_payload ->> 'order')));
-    END IF;
+    PERFORM plantsync.lock_order(p_payload);
 
     -- seen before: the first outcome, nothing changed
     SELECT * INTO seen FROM plantsync.inbox
@@ -726,24 +763,23 @@ BEGIN
             CASE WHEN waiting IS NULL THEN 'applied' ELSE 'parked' END, result, waiting,
             CASE WHEN waiting IS NULL THEN now() END);
     IF waiting IS NOT NULL THEN
-        PERFORM set_config('plantsync.source_system', COALESCE(outer_source, 'hub'), true);
-        PERFORM set_config('plantsync.causation_id', COALESCE(outer_causation, ''), true);
-        RETURN jsonb_build_object('message', 'parked', 'waiting_for', waiting);
-    END IF;
-
-    -- a release may be what parked messages wait for
-    IF p_type = 'erp.order_release' THEN
-        FOR parked IN SELECT * FROM plantsync.inbox
-                       WHERE status = 'parked' AND site_id = p_payload ->> 'site' AND waiting_for = 'order ' || (p_payload ->> 'order')
-                       ORDER BY received_at, id LOOP
-            -- a parked message that now fails for another reason stays
-            -- parked with that reason: the release itself is not refused
-            PERFORM plantsync.apply_parked(parked, 'refused when its order arrived: ');
-        END LOOP;
+        result := jsonb_build_object('message', 'parked', 'waiting_for', waiting);
+    ELSE
+        -- a release may be what parked messages wait for
+        IF p_type = 'erp.order_release' THEN
+            FOR parked IN SELECT * FROM plantsync.inbox
+                           WHERE status = 'parked' AND site_id = p_payload ->> 'site' AND waiting_for = 'order ' || (p_payload ->> 'order')
+                           ORDER BY received_at, id LOOP
+                -- a parked message that now fails for another reason stays
+                -- parked with that reason: the release itself is not refused
+                PERFORM plantsync.apply_parked(parked, 'refused when its order arrived: ');
+            END LOOP;
+        END IF;
+        result := result || jsonb_build_object('message', 'applied');
     END IF;
     PERFORM set_config('plantsync.source_system', COALESCE(outer_source, 'hub'), true);
     PERFORM set_config('plantsync.causation_id', COALESCE(outer_causation, ''), true);
-    RETURN result || jsonb_build_object('message', 'applied');
+    RETURN result;
 END
 $$;
 COMMENT ON FUNCTION plantsync.receive(text, text, jsonb) IS
@@ -751,7 +787,8 @@ COMMENT ON FUNCTION plantsync.receive(text, text, jsonb) IS
 REVOKE EXECUTE ON FUNCTION plantsync.receive(text, text, jsonb), plantsync.dispatch(text, jsonb, text),
     plantsync.handle_erp_order_release(jsonb), plantsync.handle_erp_order_cancel(jsonb),
     plantsync.handle_mes_consume(jsonb, text), plantsync.handle_mes_confirm(jsonb, text), plantsync.handle_mes_complete(jsonb, text),
-    plantsync.handle_qms_usage_decision(jsonb), plantsync.apply_parked(plantsync.inbox, text) FROM PUBLIC;
+    plantsync.handle_qms_usage_decision(jsonb), plantsync.apply_parked(plantsync.inbox, text), plantsync.lock_order(jsonb),
+    plantsync.select_parked(text, text, text) FROM PUBLIC;
 
 -- Parked messages an operator takes in hand: one whose prerequisite came by
 -- another way (an order inserted directly, a lot received after the order
@@ -766,25 +803,16 @@ AS $$
 DECLARE
     candidate record;
     p plantsync.inbox;
-    allowed text[] := plantsync.sites_of(session_user);
     outer_source text := current_setting('plantsync.source_system', true);
     outer_causation text := current_setting('plantsync.causation_id', true);
 BEGIN
-    IF retry_parked.site_id IS NULL AND retry_parked.message_id IS NULL AND retry_parked.system_code IS NULL THEN
-        RAISE EXCEPTION 'no parked messages selected' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Give at least one of site_id, message_id, system_code.';
-    END IF;
-    FOR candidate IN SELECT i.id, i.site_id, i.payload FROM plantsync.inbox i
-                      WHERE i.status = 'parked'
-                        AND (retry_parked.site_id IS NULL OR i.site_id = retry_parked.site_id)
-                        AND (retry_parked.message_id IS NULL OR i.message_id = retry_parked.message_id)
-                        AND (retry_parked.system_code IS NULL OR i.system_code = retry_parked.system_code)
-                        AND (allowed IS NULL OR i.site_id = ANY (allowed))
-                      ORDER BY i.received_at, i.id LOOP
+    FOR candidate IN SELECT i.id, i.payload
+                       FROM plantsync.select_parked(retry_parked.site_id, retry_parked.message_id, retry_parked.system_code)
+                            WITH ORDINALITY AS sel(id, n)
+                       JOIN plantsync.inbox i ON i.id = sel.id
+                      ORDER BY sel.n LOOP
         -- the order first, then the message, as receive() takes them
-        IF candidate.payload ? 'order' THEN
-            PERFORM pg_advisory_xact_lock(hashtext('plantsync.order'), hashtext(candidate.site_id || '/' || (candidate.payload ->> 'order')));
-        END IF;
+        PERFORM plantsync.lock_order(candidate.payload);
         SELECT * INTO p FROM plantsync.inbox i WHERE i.id = candidate.id AND i.status = 'parked' FOR UPDATE;
         CONTINUE WHEN NOT FOUND;
         sender := p.system_code;
@@ -811,24 +839,16 @@ SET search_path = pg_catalog, pg_temp
 SET plantsync.source_system = 'hub'
 AS $$
 DECLARE
-    allowed text[] := plantsync.sites_of(session_user);
     ids text[];
 BEGIN
     PERFORM plantsync.check_selection_reason(reason);
-    IF discard_parked.site_id IS NULL AND discard_parked.message_id IS NULL AND discard_parked.system_code IS NULL THEN
-        RAISE EXCEPTION 'no parked messages selected' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Give at least one of site_id, message_id, system_code.';
-    END IF;
     WITH gone AS (
         UPDATE plantsync.inbox i
            SET status = 'discarded',
                outcome = jsonb_build_object('discarded_by', session_user, 'discarded_at', now(), 'reason', reason,
                                             'waiting_for', i.waiting_for)
          WHERE i.status = 'parked'
-           AND (discard_parked.site_id IS NULL OR i.site_id = discard_parked.site_id)
-           AND (discard_parked.message_id IS NULL OR i.message_id = discard_parked.message_id)
-           AND (discard_parked.system_code IS NULL OR i.system_code = discard_parked.system_code)
-           AND (allowed IS NULL OR i.site_id = ANY (allowed))
+           AND i.id IN (SELECT plantsync.select_parked(discard_parked.site_id, discard_parked.message_id, discard_parked.system_code))
         RETURNING i.system_code || '/' || i.message_id AS id
     )
     SELECT array_agg(g.id ORDER BY g.id) INTO ids FROM gone g;

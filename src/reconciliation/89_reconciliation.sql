@@ -352,6 +352,7 @@ SET plantsync.source_system = 'hub'
 AS $$
 DECLARE
     run plantsync.reconciliation_run;
+    outer_reason text;
 BEGIN
     SELECT * INTO run FROM plantsync.reconciliation_run WHERE id = p_run_id;
     -- thousands of rows at times: the anti-joins below must know it
@@ -378,6 +379,7 @@ BEGIN
      WHERE p_resolve AND d.site_id = run.site_id AND d.scope = run.kind AND d.status IN ('open', 'remediating') AND d.run_id <> p_run_id
        AND NOT EXISTS (SELECT 1 FROM pg_temp.plantsync_found f WHERE f.subject_key = d.subject_key AND f.kind = d.kind);
     GET DIAGNOSTICS n_resolved = ROW_COUNT;
+    outer_reason := current_setting('plantsync.change_reason', true);
     -- a remediation that did not work: the difference is still there in a
     -- snapshot taken after it was applied, so the discrepancy is open again
     -- (one taken before cannot show it yet)
@@ -386,7 +388,7 @@ BEGIN
      WHERE p_resolve AND d.site_id = run.site_id AND d.scope = run.kind AND d.status = 'remediating'
        AND d.remediated_at <= (SELECT s.taken_at FROM plantsync.erp_snapshot s WHERE s.id = run.snapshot_id)
        AND EXISTS (SELECT 1 FROM pg_temp.plantsync_found f WHERE f.subject_key = d.subject_key AND f.kind = d.kind);
-    PERFORM set_config('plantsync.change_reason', '', true);
+    PERFORM set_config('plantsync.change_reason', COALESCE(outer_reason, ''), true);
     RETURN NEXT;
 END
 $$;
